@@ -1,0 +1,80 @@
+"""Entry point of the ``daer`` command.
+
+Exit codes: 0 success, 2 usage or config error, 1 runtime failure. Each command lives in its
+own module exposing ``register(subparsers)``; the module sets ``func`` on its parser, a
+callable ``(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+
+from ..errors import ConfigError, DaerError
+
+#: command modules, in the order they appear in ``daer --help``
+COMMAND_MODULES: tuple[str, ...] = (
+    "plugins_cmd", "config_cmd", "train_cmd", "evaluate_cmd", "search_cmd", "data_cmd",
+    "benchmark_cmd",
+)
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 on usage errors already; keep it
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"daer: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="daer", description="Plugin-based image-text cross-modal retrieval.")
+    parser.add_argument("-p", dest="plugin_opts", action="append", default=[], metavar="NAME",
+                        help="load plugin module NAME, or block a plugin with no:NAME "
+                             "(repeatable; like pytest's -p)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for modname in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{modname}").register(sub)
+    return parser
+
+
+def _configure_plugins(opts: list[str]) -> None:
+    if not opts:
+        return
+    import registry
+    load = [o for o in opts if not o.startswith("no:")]
+    block = [o[3:] for o in opts if o.startswith("no:")]
+    registry.set_default_plugins(registry.load_plugins(load=load, block=block))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from registry import RegistryError
+    try:
+        _configure_plugins(args.plugin_opts)
+        return int(args.func(args) or 0)
+    except (ConfigError, RegistryError) as exc:
+        print(f"daer: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("daer: interrupted", file=sys.stderr)
+        return 130
+    except (DaerError, OSError, ValueError, RuntimeError) as exc:
+        if args.verbose or os.environ.get("DAER_DEBUG"):
+            traceback.print_exc()
+        print(f"daer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data helpers shared by dataset plugins: robust image decoding, text reading, loaders."""

@@ -1,0 +1,1 @@
+"""Retrieval metrics, blocked scoring and plots."""

@@ -1,0 +1,63 @@
+"""Interfaces of the relation side: fusion, enhancement, relation head and loss.
+
+Pairs are scored as ``relation(enhancement(fusion(text_emb, image_emb)))``. The core forms
+the pairs (all Q x P combinations, in blocks) — components only see flat ``(N, D)`` batches.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Fusion(nn.Module):
+    """Combines paired embeddings: ``(N, Dt), (N, Di) -> (N, out_dim)``.
+
+    Built with ``factory(params, text_dim=Dt, image_dim=Di)``; sets :attr:`out_dim`.
+    """
+
+    out_dim: int
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Enhancement(nn.Module):
+    """Reshapes the fused distribution element-wise: ``(N, D) -> (N, D)``.
+
+    Built with ``factory(params, dim=D)``; must keep the width and have finite gradients.
+    """
+
+    out_dim: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class RelationHead(nn.Module):
+    """Scores fused pairs: ``(N, in_dim) -> (N,)``.
+
+    Built with ``factory(params, fused_dim=D)``. A head whose params fix ``in_dim`` keeps it,
+    and pipeline assembly reports a mismatch with the fusion's output before any data flows.
+    """
+
+    in_dim: int
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TwoTowerRelation(RelationHead):
+    """A relation that scores embeddings directly (no fusion): ``(Q, D), (P, D) -> (Q, P)``.
+
+    Built with ``factory(params, fused_dim=..., text_dim=Dt, image_dim=Di)``.
+    """
+
+    def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class RelationLoss(nn.Module):
+    """Compares predicted scores ``(Q, P)`` with the 0/1 target ``(Q, P)``; returns a scalar."""
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

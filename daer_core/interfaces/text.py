@@ -1,0 +1,62 @@
+"""Text-side interfaces: tokenizer, text attention, text encoder.
+
+Shapes use B = batch, L = tokens, D = feature width.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+
+class Tokenizer(ABC):
+    """Splits one raw text into tokens. Must never return an empty list for non-blank text."""
+
+    @abstractmethod
+    def __call__(self, text: str) -> list[str]: ...
+
+
+class TextAttention(nn.Module):
+    """Re-weights a token sequence: ``(B, L, D)`` (+ optional ``(B, L)`` bool mask) -> ``(B, L, D)``.
+
+    Built by the core with the width it will see: ``factory(params, dim=D)``.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+#: What a text encoder receives for its attention slot: ``dim -> TextAttention``.
+TextAttentionFactory = Callable[[int], TextAttention]
+
+
+class TextEncoder(nn.Module):
+    """Maps raw texts to embeddings of width :attr:`out_dim`.
+
+    The encoder owns the path from strings to tensors (:meth:`prepare`), because the right
+    tokenisation depends on the model (word vectors vs. a transformer's sub-words). The core
+    calls :meth:`fit` once on the training texts before training (e.g. to learn Word2Vec),
+    and saves :meth:`export_state` (JSON-able: vocabularies) beside the weights so that a
+    checkpoint can rebuild the module before loading its tensors.
+    """
+
+    out_dim: int
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Learn anything that comes from the training corpus. Default: nothing."""
+
+    @abstractmethod
+    def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Turn a batch of raw texts into the tensors :meth:`forward` takes (on CPU)."""
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, out_dim)
+        raise NotImplementedError
+
+    def export_state(self) -> dict[str, Any]:
+        """JSON-able state that is not in the tensors (vocabulary, ...). Default: none."""
+        return {}
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`export_state` output; called before ``load_state_dict``."""

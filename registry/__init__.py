@@ -1,0 +1,44 @@
+"""daer's plugin system: pluggy hookspecs, entry-point discovery and the component registry.
+
+Python API (names are the API, as in timm)::
+
+    import registry
+    enc = registry.create("text_encoder", "word2vec-lstm", {"hidden_size": 300})
+    registry.list_components("image_encoder", "mobilenet*")
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .components import KINDS, ComponentRegistry, ComponentSpec, NoParams, PluginScope, PresetSpec
+from .errors import (DuplicateComponentError, ParamsError, RegistryError,
+                     UnknownComponentError, UnknownKindError)
+from .hookspecs import hookimpl, hookspec
+from .manager import (ENTRY_POINT_GROUP, ENV_DISABLE, ENV_DISABLE_AUTOLOAD, ENV_LOAD,
+                      LoadedPlugins, PluginInfo, PluginLoadWarning, default_plugins,
+                      load_plugins, set_default_plugins)
+
+
+def get_registry() -> ComponentRegistry:
+    """The process-wide registry of every loaded plugin's components."""
+    return default_plugins().registry
+
+
+def create(kind: str, name: str, params: Mapping[str, Any] | None = None, **deps: Any) -> Any:
+    """Build a registered component by kind and name (params are validated)."""
+    return get_registry().create(kind, name, params, **deps)
+
+
+def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
+    """Names of components of ``kind`` matching a glob pattern, like ``timm.list_models``."""
+    return [s.name for s in get_registry().list(kind, pattern)]
+
+
+__all__ = [
+    "KINDS", "ComponentRegistry", "ComponentSpec", "NoParams", "PluginScope", "PresetSpec",
+    "DuplicateComponentError", "ParamsError", "RegistryError", "UnknownComponentError",
+    "UnknownKindError", "hookimpl", "hookspec", "ENTRY_POINT_GROUP", "ENV_DISABLE",
+    "ENV_DISABLE_AUTOLOAD", "ENV_LOAD", "LoadedPlugins", "PluginInfo", "PluginLoadWarning",
+    "default_plugins", "load_plugins", "set_default_plugins", "get_registry", "create",
+    "list_components",
+]

@@ -1,0 +1,234 @@
+"""The component table: one registry, names as the API (in the spirit of timm).
+
+A *component* is a factory of some *kind* (``text_encoder``, ``fusion``, ``dataset``, ...)
+registered under a *name*, together with a pydantic model of its params. The params model is
+the single source of truth for defaults, validation and documentation (``daer plugins show``).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import (DuplicateComponentError, ParamsError, UnknownComponentError,
+                     UnknownKindError)
+
+#: Every kind of component the core knows how to use, with what it is for.
+KINDS: dict[str, str] = {
+    "tokenizer": "splits raw text into tokens (str -> list[str])",
+    "text_encoder": "maps raw texts to embeddings (B texts -> B x out_dim)",
+    "text_attention": "re-weights a token sequence (B x L x D -> B x L x D)",
+    "image_encoder": "maps image tensors to embeddings (B x 3 x H x W -> B x out_dim)",
+    "image_attention": "re-weights a feature map inside a backbone (B x C x H x W -> same)",
+    "fusion": "combines one text and one image embedding per pair (N x Dt, N x Di -> N x Df)",
+    "enhancement": "reshapes the fused distribution (N x Df -> N x Df)",
+    "relation": "scores fused pairs (N x Df -> N) or embedding pairs directly",
+    "loss": "compares predicted and target similarity matrices (Q x P, Q x P -> scalar)",
+    "dataset": "yields labelled image-text pairs or pre-extracted features per split",
+    "method": "a baseline cross-modal method with fit / transform_image / transform_text",
+    "feature_extractor": "turns raw images or texts into fixed feature vectors for baselines",
+}
+
+
+class NoParams(BaseModel):
+    """Params model for components that take no parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One registered component: everything needed to build, validate and document it."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[BaseModel]
+    summary: str
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def validate_params(self, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        """Validate raw params against this component's params model."""
+        if isinstance(params, self.params):
+            return params
+        try:
+            return self.params.model_validate(dict(params or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+                for err in exc.errors())
+            raise ParamsError(
+                f"invalid params for {self.kind} {self.name!r} (plugin {self.plugin}): {problems}"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description, the stable schema of ``daer plugins show --json``."""
+        fields = []
+        for fname, finfo in self.params.model_fields.items():
+            default = None if finfo.is_required() else finfo.get_default(call_default_factory=True)
+            fields.append({
+                "name": fname,
+                "type": _type_name(finfo.annotation),
+                "required": finfo.is_required(),
+                "default": _jsonable(default),
+                "doc": finfo.description or "",
+            })
+        return {
+            "kind": self.kind, "name": self.name, "summary": self.summary,
+            "plugin": self.plugin, "distribution": self.distribution, "version": self.version,
+            "params": fields,
+        }
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """A named partial run config, registered by a plugin."""
+
+    name: str
+    config: dict[str, Any]
+    summary: str
+    plugin: str
+    distribution: str | None = None
+
+
+@dataclass
+class ComponentRegistry:
+    """All components and presets contributed by the loaded plugins."""
+
+    _table: dict[str, dict[str, ComponentSpec]] = field(
+        default_factory=lambda: {k: {} for k in KINDS})
+    _presets: dict[str, PresetSpec] = field(default_factory=dict)
+    #: plugin names whose import or registration failed (filled by the plugin manager)
+    failed_plugins: list[str] = field(default_factory=list)
+
+    # -- registration -------------------------------------------------------------------
+    def add(self, spec: ComponentSpec, *, override: bool = False) -> None:
+        """Add a spec; the same name twice in one kind is an error naming both providers."""
+        table = self._kind_table(spec.kind)
+        existing = table.get(spec.name)
+        if existing is not None and not override:
+            raise DuplicateComponentError(
+                f"{spec.kind} {spec.name!r} is registered twice: by plugin {existing.plugin!r}"
+                f" ({existing.distribution or 'no distribution'}) and by plugin {spec.plugin!r}"
+                f" ({spec.distribution or 'no distribution'}). Rename one, disable a plugin, or"
+                " pass override=True in the later registration to replace it on purpose.")
+        table[spec.name] = spec
+
+    def add_preset(self, preset: PresetSpec, *, override: bool = False) -> None:
+        existing = self._presets.get(preset.name)
+        if existing is not None and not override:
+            raise DuplicateComponentError(
+                f"preset {preset.name!r} is registered twice: by plugin {existing.plugin!r} and"
+                f" by plugin {preset.plugin!r}.")
+        self._presets[preset.name] = preset
+
+    # -- lookup -------------------------------------------------------------------------
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        table = self._kind_table(kind)
+        if name in table:
+            return table[name]
+        available = sorted(table)
+        suggestions = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        raise UnknownComponentError(kind, name, available, suggestions, self.failed_plugins)
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self._kind_table(kind)
+
+    def list(self, kind: str | None = None, pattern: str = "*") -> list[ComponentSpec]:
+        """Components of one kind (or all kinds) whose name matches a glob pattern."""
+        kinds = [kind] if kind else list(KINDS)
+        out: list[ComponentSpec] = []
+        for k in kinds:
+            table = self._kind_table(k)
+            out.extend(table[n] for n in sorted(table) if fnmatch.fnmatchcase(n, pattern))
+        return out
+
+    def find(self, name: str) -> list[ComponentSpec]:
+        """Every kind's component with this exact name (names may repeat across kinds)."""
+        return [t[name] for t in self._table.values() if name in t]
+
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | BaseModel | None = None,
+               **deps: Any) -> Any:
+        """Build a component by kind and name.
+
+        ``params`` are validated against the component's params model; ``deps`` are objects
+        the core hands over (an attention factory, a tokenizer, the input width, ...).
+        """
+        spec = self.get(kind, name)
+        return spec.factory(spec.validate_params(params), **deps)
+
+    def preset(self, name: str) -> PresetSpec:
+        if name in self._presets:
+            return self._presets[name]
+        available = sorted(self._presets)
+        suggestions = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        raise UnknownComponentError("preset", name, available, suggestions, self.failed_plugins)
+
+    def presets(self, pattern: str = "*") -> list[PresetSpec]:
+        return [self._presets[n] for n in sorted(self._presets) if fnmatch.fnmatchcase(n, pattern)]
+
+    def _kind_table(self, kind: str) -> dict[str, ComponentSpec]:
+        try:
+            return self._table[kind]
+        except KeyError:
+            close = difflib.get_close_matches(kind, list(KINDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownKindError(
+                f"unknown component kind {kind!r}{hint} Kinds: {', '.join(KINDS)}.") from None
+
+
+@dataclass
+class PluginScope:
+    """What a plugin's ``daer_register_*`` hook receives: adds entries stamped with the plugin.
+
+    Keeping the provenance here means a plugin never has to say who it is, and a duplicate or
+    a failure can always be traced back to a plugin and its distribution.
+    """
+
+    registry: ComponentRegistry
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+    added: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, name: str, *, factory: Callable[..., Any],
+            params: type[BaseModel] = NoParams, summary: str = "",
+            override: bool = False) -> None:
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise TypeError(f"plugin {self.plugin}: params for {kind} {name!r} must be a"
+                            f" pydantic model class, got {params!r}")
+        self.registry.add(ComponentSpec(kind, name, factory, params, summary.strip(),
+                                        self.plugin, self.distribution, self.version),
+                          override=override)
+        self.added.append(f"{kind}:{name}")
+
+    def add_preset(self, name: str, config: dict[str, Any], *, summary: str = "",
+                   override: bool = False) -> None:
+        self.registry.add_preset(PresetSpec(name, config, summary.strip(), self.plugin,
+                                            self.distribution), override=override)
+        self.added.append(f"preset:{name}")
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None:
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)

@@ -1,0 +1,41 @@
+"""Errors raised by the registry. Each one says what was asked for and what exists."""
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class for registry problems (bad names, duplicates, invalid params)."""
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    """A component name that no loaded plugin registered for that kind."""
+
+    def __init__(self, kind: str, name: str, available: list[str], suggestions: list[str],
+                 failed_plugins: list[str] | None = None):
+        self.kind, self.name = kind, name
+        self.available, self.suggestions = available, suggestions
+        msg = f"unknown {kind} {name!r}"
+        if suggestions:
+            msg += f"; did you mean {' or '.join(repr(s) for s in suggestions)}?"
+        msg += f" Available {kind} components: {', '.join(available) if available else '(none)'}."
+        if failed_plugins:
+            msg += (" Note: these plugins failed to load and may have provided it: "
+                    + ", ".join(failed_plugins) + " (see `daer plugins list`).")
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.args[0]
+
+
+class UnknownKindError(RegistryError, KeyError):
+    """A component kind that does not exist."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class DuplicateComponentError(RegistryError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class ParamsError(RegistryError, ValueError):
+    """Component params that fail validation against the component's params model."""
