@@ -1,0 +1,175 @@
+"""Reading configs: YAML or TOML files, presets, ``--set`` overrides, and key-path errors.
+
+Resolution order (later wins): preset -> file -> ``--set`` overrides. Then the whole tree is
+validated by :class:`~daer_core.config.schema.RunConfig` (unknown keys rejected with their
+path) and every component reference is checked against the registry: its name must exist
+(did-you-mean otherwise) and its params must validate against that component's params
+model. Validated params are stored back with their defaults filled in, so ``daer config
+show`` prints exactly what a run will use.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .schema import COMPONENT_PATHS, RunConfig
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a ``.yaml``/``.yml``/``.toml``/``.json`` file into a dict, naming the file on errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:  # YAML is a superset of JSON
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``over`` into a copy of ``base``; ``over`` wins on conflicts.
+
+    A component reference that changes ``name`` replaces the base's params instead of
+    merging them, because params of one component mean nothing to another.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if (isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+                and not ("name" in value and value.get("name") != out[key].get("name"))):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], value parsed as a YAML scalar/flow value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, _, raw = text.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"override {text!r}: empty key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(parts[:i + 1])} is a"
+                                  f" {type(nxt).__name__}, not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: tuple = ()) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def resolve_components(config: RunConfig, registry, source: str = "config") -> RunConfig:
+    """Check every component reference against the registry and fill in params defaults."""
+    from registry import ParamsError, UnknownComponentError  # the registry is core-level
+
+    errors: list[str] = []
+    data = config.model_dump()
+    for path, kind in COMPONENT_PATHS.items():
+        node: Any = data
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        dotted = ".".join(path)
+        try:
+            spec = registry.get(kind, node["name"])
+        except UnknownComponentError as exc:
+            errors.append(f"{source}: {dotted}.name: {exc}")
+            continue
+        try:
+            node["params"] = spec.validate_params(node.get("params") or {}).model_dump(mode="json")
+        except ParamsError as exc:
+            for problem in str(exc).split(": ", 1)[1].split("; "):
+                errors.append(f"{source}: {dotted}.params.{problem}"
+                              f"  [{kind} {spec.name!r} from plugin {spec.plugin}]")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return RunConfig.model_validate(data)
+
+
+def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
+                    overrides: Iterable[str] = (), preset: str | None = None,
+                    dataset: str | None = None, registry=None) -> RunConfig:
+    """Build a fully resolved :class:`RunConfig` from a file or dict, a preset and overrides.
+
+    ``preset`` (or the file's own ``preset`` key) names the base config; ``dataset`` is a
+    shortcut for ``dataset.name``.
+    """
+    if registry is None:
+        from registry import get_registry
+        registry = get_registry()
+    if source is None:
+        data, label = {}, "config"
+    elif isinstance(source, Mapping):
+        data, label = copy.deepcopy(dict(source)), "config"
+    else:
+        data, label = read_config_file(source), str(source)
+    data = apply_overrides(data, overrides)
+    preset_name = preset or data.get("preset")
+    if preset_name:
+        from registry import UnknownComponentError
+        try:
+            base = registry.preset(preset_name).config
+        except UnknownComponentError as exc:
+            raise ConfigError(f"{label}: preset: {exc}") from None
+        data = deep_merge(base, data)
+        data["preset"] = preset_name
+    if dataset:
+        current = data.get("dataset") or {}
+        data["dataset"] = ({**current, "name": dataset} if current.get("name") == dataset
+                           else {"name": dataset})
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, label)) from None
+    return resolve_components(config, registry, label)
+
+
+def dump_config(config: RunConfig, fmt: str = "yaml") -> str:
+    data = config.model_dump(mode="json")
+    if fmt == "json":
+        import json
+        return json.dumps(data, indent=2)
+    return yaml.safe_dump(data, sort_keys=False)

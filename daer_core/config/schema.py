@@ -1,0 +1,113 @@
+"""Pydantic models of pipeline and run configs.
+
+Every model forbids unknown keys, so a typo fails with its full key path instead of being
+ignored. Component params stay plain dicts here; they are validated against each component's
+own params model when the config is resolved (:mod:`daer_core.config.resolve`).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentRef(Strict):
+    """A component chosen by name, with its params (validated against its params model)."""
+
+    name: str = Field(description="registered component name (see `daer plugins list`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the component's params")
+
+
+class TextConfig(Strict):
+    tokenizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="words"))
+    encoder: ComponentRef = Field(default_factory=lambda: ComponentRef(name="word2vec-lstm"))
+    attention: ComponentRef | None = Field(
+        default=None, description="text_attention placed in the encoder's attention slot")
+
+
+class ImageConfig(Strict):
+    encoder: ComponentRef = Field(default_factory=lambda: ComponentRef(name="mobilenetv3-large"))
+    attention: ComponentRef | None = Field(
+        default=None, description="image_attention inserted into the backbone's blocks")
+
+
+class PipelineConfig(Strict):
+    """The model: both encoders, how pairs are fused, enhanced and scored, and the loss."""
+
+    text: TextConfig = Field(default_factory=TextConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    fusion: ComponentRef = Field(default_factory=lambda: ComponentRef(name="concat"))
+    enhancement: ComponentRef = Field(default_factory=lambda: ComponentRef(name="identity"))
+    relation: ComponentRef = Field(default_factory=lambda: ComponentRef(name="mlp"))
+    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="frobenius"))
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class StageConfig(Strict):
+    """One stage of Algorithm 1."""
+
+    enabled: bool = True
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(32, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better validation score")
+
+
+class StagesConfig(Strict):
+    text: StageConfig = Field(default_factory=StageConfig, description="stage 1: text classification")
+    image: StageConfig = Field(default_factory=StageConfig, description="stage 2: image classification")
+    relation: StageConfig = Field(default_factory=lambda: StageConfig(batch_size=32),
+                                  description="stage 3: relation training, all pairs per batch")
+
+
+class TrainConfig(Strict):
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
+    bf16: bool = Field(False, description="bfloat16 autocast for forward passes")
+    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves default")
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+
+
+class EvalConfig(Strict):
+    block_size: int = Field(256, ge=1, description="texts x images scored per block")
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
+    examples: int = Field(3, ge=0, description="queries per direction in the examples picture")
+
+
+class RunConfig(Strict):
+    """Everything a run needs. ``preset`` names a base config merged under this one."""
+
+    name: str | None = Field(None, description="run name; runs/<name>/ by default")
+    preset: str | None = Field(None, description="preset this config starts from")
+    seed: int = 0
+    dataset: ComponentRef | None = None
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+
+#: where component references live in a RunConfig, and their kinds
+COMPONENT_PATHS: dict[tuple[str, ...], str] = {
+    ("dataset",): "dataset",
+    ("pipeline", "text", "tokenizer"): "tokenizer",
+    ("pipeline", "text", "encoder"): "text_encoder",
+    ("pipeline", "text", "attention"): "text_attention",
+    ("pipeline", "image", "encoder"): "image_encoder",
+    ("pipeline", "image", "attention"): "image_attention",
+    ("pipeline", "fusion"): "fusion",
+    ("pipeline", "enhancement"): "enhancement",
+    ("pipeline", "relation"): "relation",
+    ("pipeline", "loss"): "loss",
+}

@@ -1,0 +1,66 @@
+"""Seeded, reproducible split arithmetic shared by the dataset plugins.
+
+Every function here is a pure function of its arguments (numpy ``Generator`` seeded with an
+integer, never Python's ``hash``), so the same seed gives the same split on any machine.
+"""
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def sizes_from_fractions(total: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """Split ``total`` items into integer parts proportional to ``fractions``.
+
+    Fractions are normalised to sum to one; rounding leftovers go to the parts with the
+    largest remainders (ties: earlier part first), so the sizes always add up to ``total``.
+    """
+    fr = np.asarray(list(fractions), dtype=float)
+    if total < 0:
+        raise ValueError(f"total must be >= 0, got {total}")
+    if fr.size == 0 or np.any(fr < 0) or fr.sum() <= 0:
+        raise ValueError(f"split fractions must be non-negative and not all zero, got "
+                         f"{list(fractions)}")
+    exact = fr / fr.sum() * total
+    sizes = np.floor(exact).astype(int)
+    leftover = total - int(sizes.sum())
+    order = sorted(range(len(fr)), key=lambda i: (-(exact[i] - sizes[i]), i))
+    for i in order[:leftover]:
+        sizes[i] += 1
+    return tuple(int(s) for s in sizes)
+
+
+def seeded_permutation(n: int, seed: int) -> np.ndarray:
+    """A permutation of ``range(n)`` that depends only on ``n`` and ``seed``."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def partition(items: Sequence[T], sizes: Sequence[int], seed: int | None) -> list[list[T]]:
+    """Cut ``items`` into consecutive parts of ``sizes`` after an optional seeded shuffle.
+
+    Each part keeps the original relative order of its items, so a split listed in a file
+    reads in file order.
+    """
+    if sum(sizes) != len(items):
+        raise ValueError(f"split sizes {list(sizes)} do not add up to {len(items)} items")
+    order = (np.arange(len(items)) if seed is None else seeded_permutation(len(items), seed))
+    parts: list[list[T]] = []
+    start = 0
+    for size in sizes:
+        idx = sorted(int(i) for i in order[start:start + size])
+        parts.append([items[i] for i in idx])
+        start += size
+    return parts
+
+
+def carve(items: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split ``items`` into (kept, carved): a seeded ``fraction`` is carved out (e.g. a
+    validation part taken from a standard training list)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"carve fraction must be in [0, 1), got {fraction}")
+    n_carved = int(round(len(items) * fraction))
+    carved, kept = partition(items, [n_carved, len(items) - n_carved], seed)
+    return kept, carved

@@ -1,0 +1,191 @@
+"""Assembling a retrieval model from named components, LAVIS style.
+
+:func:`build_pipeline` turns a :class:`~daer_core.config.PipelineConfig` into a
+:class:`RetrievalModel` and the :class:`Preprocess` that belongs to it. Widths are checked as
+the components are connected, so a mismatch (say fusion 600 vs relation 512) is reported with
+both component names and dims before any data flows.
+
+How each kind is built (``registry.create(kind, name, params, **deps)``):
+
+=================  ===========================================================
+kind               deps handed over by the core
+=================  ===========================================================
+tokenizer          (none)
+text_attention     ``dim`` — width of the token states it re-weights
+text_encoder       ``tokenizer``, ``attention`` (``dim -> module`` or None)
+image_attention    ``channels`` — channel count where it is inserted
+image_encoder      ``attention`` (``channels -> module`` or None), ``native_image_size``
+fusion             ``text_dim``, ``image_dim``
+enhancement        ``dim``
+relation           ``fused_dim``, ``text_dim``, ``image_dim``
+loss               (none)
+=================  ===========================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .config.schema import ComponentRef, PipelineConfig, RunConfig
+from .errors import DimensionMismatchError, PipelineError
+from .interfaces import (Enhancement, Fusion, ImageEncoder, RelationHead, RelationLoss,
+                         TextEncoder, TwoTowerRelation)
+
+
+@dataclass
+class Preprocess:
+    """The preprocessing that belongs to a model: raw texts and PIL images to tensors."""
+
+    text: Callable[[Sequence[str]], dict[str, torch.Tensor]]
+    image_train: Callable
+    image_eval: Callable
+
+
+class RetrievalModel(nn.Module):
+    """Text and image encoders plus the relation side: scores every text x image pair."""
+
+    def __init__(self, text_encoder: TextEncoder, image_encoder: ImageEncoder, fusion: Fusion | None,
+                 enhancement: Enhancement | None, relation: RelationHead, loss: RelationLoss,
+                 names: dict[str, str] | None = None):
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.fusion = fusion
+        self.enhancement = enhancement
+        self.relation = relation
+        self.loss = loss
+        self.names = dict(names or {})
+
+    @property
+    def two_tower(self) -> bool:
+        return isinstance(self.relation, TwoTowerRelation)
+
+    def encode_text(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.text_encoder(inputs)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(images)
+
+    def pair_scores(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Scores of all ``Q x P`` pairs, differentiable: ``(Q, Dt), (P, Di) -> (Q, P)``."""
+        if self.two_tower:
+            return self.relation.score(text, image)
+        q, p = text.shape[0], image.shape[0]
+        t = text.unsqueeze(1).expand(q, p, text.shape[1]).reshape(q * p, -1)
+        i = image.unsqueeze(0).expand(q, p, image.shape[1]).reshape(q * p, -1)
+        fused = self.fusion(t, i)
+        if self.enhancement is not None:
+            fused = self.enhancement(fused)
+        return self.relation(fused).reshape(q, p)
+
+    @torch.no_grad()
+    def score_matrix(self, text: torch.Tensor, image: torch.Tensor,
+                     block_size: int = 256) -> torch.Tensor:
+        """All ``Q x P`` scores computed in ``block_size x block_size`` blocks.
+
+        Only one block of fused pairs exists at a time, so a 4000 x 4000 gallery never
+        materialises a 4000 x 4000 x 600 tensor. Returns a CPU float32 matrix.
+        """
+        q, p = text.shape[0], image.shape[0]
+        out = torch.empty(q, p, dtype=torch.float32)
+        for a in range(0, q, block_size):
+            for b in range(0, p, block_size):
+                block = self.pair_scores(text[a:a + block_size], image[b:b + block_size])
+                out[a:a + block_size, b:b + block_size] = block.float().cpu()
+        return out
+
+
+def _create(registry, ref: ComponentRef, kind: str, **deps: Any):
+    try:
+        return registry.create(kind, ref.name, ref.params, **deps)
+    except PipelineError:
+        raise
+    except TypeError as exc:
+        spec = registry.get(kind, ref.name)
+        raise PipelineError(f"{kind} {ref.name!r} (plugin {spec.plugin}) could not be built"
+                            f" with the core's arguments {sorted(deps)}: {exc}") from exc
+
+
+def build_pipeline(config: PipelineConfig | RunConfig, registry=None, *,
+                   native_image_size: int | None = None) -> tuple[RetrievalModel, Preprocess]:
+    """Build the model and its preprocessing from a (resolved) pipeline config.
+
+    Raises :class:`DimensionMismatchError` naming the components and widths that disagree.
+    """
+    if registry is None:
+        from registry import get_registry
+        registry = get_registry()
+    pipe = config.pipeline if isinstance(config, RunConfig) else config
+
+    tokenizer = _create(registry, pipe.text.tokenizer, "tokenizer")
+    text_attention = None
+    if pipe.text.attention is not None:
+        ref = pipe.text.attention
+        text_attention = lambda dim, ref=ref: _create(registry, ref, "text_attention", dim=dim)  # noqa: E731
+    text_encoder = _create(registry, pipe.text.encoder, "text_encoder",
+                           tokenizer=tokenizer, attention=text_attention)
+
+    image_attention = None
+    if pipe.image.attention is not None:
+        ref = pipe.image.attention
+        image_attention = lambda channels, ref=ref: _create(  # noqa: E731
+            registry, ref, "image_attention", channels=channels)
+    image_encoder = _create(registry, pipe.image.encoder, "image_encoder",
+                            attention=image_attention, native_image_size=native_image_size)
+
+    dt, di = int(text_encoder.out_dim), int(image_encoder.out_dim)
+    names = {"text_encoder": pipe.text.encoder.name, "image_encoder": pipe.image.encoder.name,
+             "fusion": pipe.fusion.name, "enhancement": pipe.enhancement.name,
+             "relation": pipe.relation.name, "loss": pipe.loss.name}
+    fusion = _create(registry, pipe.fusion, "fusion", text_dim=dt, image_dim=di)
+    fused_dim = int(fusion.out_dim)
+    enhancement = _create(registry, pipe.enhancement, "enhancement", dim=fused_dim)
+    if int(enhancement.out_dim) != fused_dim:
+        raise DimensionMismatchError(
+            f"enhancement {pipe.enhancement.name!r} changes the width from {fused_dim} to"
+            f" {enhancement.out_dim}; enhancements must keep it")
+    relation = _create(registry, pipe.relation, "relation", fused_dim=fused_dim,
+                       text_dim=dt, image_dim=di)
+    if isinstance(relation, TwoTowerRelation):
+        # a two-tower relation scores the embeddings directly: fusion and enhancement unused
+        fusion = enhancement = None
+        names.pop("fusion"), names.pop("enhancement")
+    elif int(relation.in_dim) != fused_dim:
+        raise DimensionMismatchError(
+            f"fusion {pipe.fusion.name!r} outputs {fused_dim} (text_encoder"
+            f" {pipe.text.encoder.name!r} {dt}, image_encoder {pipe.image.encoder.name!r}"
+            f" {di}) but relation {pipe.relation.name!r} expects in_dim={relation.in_dim}."
+            f" Fix pipeline.relation.params.in_dim or the encoders' out_dim.")
+    loss = _create(registry, pipe.loss, "loss")
+    model = RetrievalModel(text_encoder, image_encoder, fusion, enhancement, relation, loss, names)
+    preprocess = Preprocess(text=text_encoder.prepare,
+                            image_train=image_encoder.transform(train=True),
+                            image_eval=image_encoder.transform(train=False))
+    return model, preprocess
+
+
+def load_model_and_preprocess(config_or_preset: str | dict | RunConfig, *, dataset: str | None = None,
+                              overrides: Sequence[str] = (), registry=None
+                              ) -> tuple[RetrievalModel, Preprocess, RunConfig]:
+    """One call: a ready model, its preprocessing and the resolved config.
+
+    ``config_or_preset`` is a preset name (``"daer"``), a config file path, a dict or a
+    :class:`RunConfig`. Text encoders that learn from a corpus (Word2Vec) still need
+    ``model.text_encoder.fit(train_texts)`` — the trainer does that for you.
+    """
+    from pathlib import Path
+
+    from .config import load_run_config
+    if isinstance(config_or_preset, RunConfig):
+        cfg = config_or_preset
+    elif isinstance(config_or_preset, str) and not Path(config_or_preset).suffix:
+        cfg = load_run_config(None, preset=config_or_preset, dataset=dataset,
+                              overrides=overrides, registry=registry)
+    else:
+        cfg = load_run_config(config_or_preset, dataset=dataset, overrides=overrides,
+                              registry=registry)
+    model, pre = build_pipeline(cfg, registry)
+    return model, pre, cfg
