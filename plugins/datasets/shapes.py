@@ -1,0 +1,337 @@
+"""The built-in ``shapes`` dataset: synthetic image-caption pairs that need word order.
+
+Each pair shows a *main* object (large) and usually a small *distractor* object on a dark
+background; the caption names both, with their colours, sizes and spatial relation, in one of
+several sentence forms. The class is an attribute of the main object (by default its shape and
+colour), so a model must bind each colour word to the right shape word and tell the main object
+from the distractor. A bag of words is not enough: "a large red circle left of a small blue
+square" and "a large blue square right of a small red circle" use the same words but belong to
+different classes, and the distractor is often itself an object of another class.
+
+Everything is derived from ``seed`` with numpy ``Generator`` objects, so the same params give
+the same pairs on any machine. Captions are built eagerly (they are short); each image is
+drawn on demand by a small picklable :class:`ShapeScene` stored in ``PairRecord.image``, so
+nothing big is held in memory and DataLoader workers can receive records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from daer_core.data.splits import sizes_from_fractions
+from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, SplitName
+from registry import hookimpl
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 230),
+    "yellow": (235, 215, 40), "magenta": (210, 50, 200), "cyan": (40, 205, 215),
+    "orange": (245, 140, 30), "white": (235, 235, 235),
+}
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+
+#: caption words: main object sizes, distractor sizes, and each relation's phrasings
+MAIN_SIZE_WORDS = ("large", "big")
+SMALL_SIZE_WORDS = ("small", "little")
+RELATION_WORDS: dict[str, tuple[str, ...]] = {
+    "left": ("left of", "to the left of"),
+    "right": ("right of", "to the right of"),
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+}
+INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
+
+LabelScheme = Literal["shape_colour", "shape", "colour"]
+
+
+class ShapesParams(BaseModel):
+    """Params of the synthetic ``shapes`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_pairs: int = Field(1200, ge=3, description="number of image-caption pairs generated")
+    num_classes: int = Field(
+        10, ge=2, description="number of classes; with label_scheme shape_colour at most "
+        f"{len(SHAPES) * len(COLOURS)}, shape at most {len(SHAPES)}, colour at most "
+        f"{len(COLOURS)}")
+    label_scheme: LabelScheme = Field(
+        "shape_colour", description="what the class is: the main object's (shape, colour) "
+        "pair, its shape only, or its colour only")
+    image_size: int = Field(64, ge=16, le=1024,
+                            description="side of the square RGB images in pixels "
+                                        "(exposed as native_image_size)")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train / val / test fractions (normalised to sum to 1); "
+                                     "ignored when split_sizes is given")
+    split_sizes: tuple[int, int, int] | None = Field(
+        None, description="explicit train / val / test sizes; must add up to num_pairs")
+    distractor_prob: float = Field(
+        0.9, ge=0.0, le=1.0, description="probability that a pair has a small second object")
+    hard_distractor_prob: float = Field(
+        0.5, ge=0.0, le=1.0, description="probability that a distractor is itself an object "
+        "of another class (so only size and word order tell which object is the class)")
+    seed: int = Field(0, ge=0, description="seed of everything random; same seed -> same data")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ShapesParams":
+        limit = {"shape_colour": len(SHAPES) * len(COLOURS), "shape": len(SHAPES),
+                 "colour": len(COLOURS)}[self.label_scheme]
+        if self.num_classes > limit:
+            raise ValueError(f"num_classes={self.num_classes} exceeds the {limit} classes "
+                             f"available with label_scheme={self.label_scheme!r}")
+        if self.split_sizes is not None:
+            if any(s < 0 for s in self.split_sizes) or sum(self.split_sizes) != self.num_pairs:
+                raise ValueError(f"split_sizes {list(self.split_sizes)} must be non-negative "
+                                 f"and add up to num_pairs={self.num_pairs}")
+        return self
+
+
+def class_combos(num_classes: int, scheme: LabelScheme) -> list[tuple[str | None, str | None]]:
+    """The (shape, colour) defining each class; ``None`` where the scheme ignores it.
+
+    For ``shape_colour`` the combos walk the shape x colour grid diagonally, so shapes and
+    colours both repeat across classes and neither alone identifies a class.
+    """
+    if scheme == "shape":
+        return [(SHAPES[k], None) for k in range(num_classes)]
+    if scheme == "colour":
+        return [(None, COLOUR_NAMES[k]) for k in range(num_classes)]
+    n_s, n_c = len(SHAPES), len(COLOURS)
+    combos = [(SHAPES[k % n_s], COLOUR_NAMES[(k + k // n_s) % n_c]) for k in range(num_classes)]
+    assert len(set(combos)) == len(combos), "shape/colour grid walk must not repeat"
+    return combos
+
+
+def class_name(combo: tuple[str | None, str | None]) -> str:
+    shape, colour = combo
+    return " ".join(w for w in (colour, shape) if w)
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One drawn object: centre and radius as fractions of the image side."""
+
+    shape: str
+    colour: str
+    cx: float
+    cy: float
+    radius: float
+    angle: float  # rotation in degrees (stars, triangles, crosses)
+
+
+@dataclass(frozen=True)
+class ShapeScene:
+    """Everything needed to draw one image; calling it returns the RGB PIL image.
+
+    Holding only a few numbers keeps records small and picklable; drawing is a pure function
+    of these fields, so an image is identical however often or wherever it is drawn.
+    """
+
+    size: int
+    background: tuple[int, int, int]
+    objects: tuple[ShapeObject, ...]
+    noise_seed: int
+
+    def __call__(self) -> Image.Image:
+        scale = max(1, min(4, 256 // self.size))  # supersample for smooth edges
+        side = self.size * scale
+        img = Image.new("RGB", (side, side), self.background)
+        draw = ImageDraw.Draw(img)
+        rng = np.random.default_rng(self.noise_seed)
+        for obj in self.objects:
+            jitter = rng.integers(-25, 26, size=3)
+            fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[obj.colour], jitter))
+            _draw_shape(draw, obj, side, fill)
+        img = img.resize((self.size, self.size), Image.LANCZOS) if scale > 1 else img
+        arr = np.asarray(img, dtype=np.int16)
+        arr = arr + rng.integers(-8, 9, size=arr.shape, dtype=np.int16)  # sensor-like noise
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def _polygon(cx: float, cy: float, r: float, n: int, angle: float,
+             inner: float | None = None) -> list[tuple[float, float]]:
+    """Vertices of a regular polygon (or a star when ``inner`` radius ratio is given)."""
+    pts = []
+    steps = n * 2 if inner else n
+    for k in range(steps):
+        rad = r * (inner if inner and k % 2 else 1.0)
+        a = math.radians(angle) + 2 * math.pi * k / steps - math.pi / 2
+        pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
+    return pts
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, obj: ShapeObject, side: int, fill) -> None:
+    cx, cy, r = obj.cx * side, obj.cy * side, obj.radius * side
+    if obj.shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif obj.shape == "square":
+        s = r * 0.85
+        draw.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+    elif obj.shape == "triangle":
+        draw.polygon(_polygon(cx, cy, r, 3, obj.angle), fill=fill)
+    elif obj.shape == "diamond":
+        draw.polygon(_polygon(cx, cy, r, 4, 0.0), fill=fill)
+    elif obj.shape == "cross":
+        w = r * 0.33
+        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
+        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+    elif obj.shape == "star":
+        draw.polygon(_polygon(cx, cy, r, 5, obj.angle, inner=0.45), fill=fill)
+    else:  # pragma: no cover - SHAPES is closed
+        raise ValueError(f"unknown shape {obj.shape!r}")
+
+
+def relation_of(main: ShapeObject, other: ShapeObject) -> str:
+    """Where ``main`` is relative to ``other``: left / right / above / below."""
+    dx, dy = main.cx - other.cx, main.cy - other.cy
+    if abs(dx) >= abs(dy):
+        return "left" if dx < 0 else "right"
+    return "above" if dy < 0 else "below"
+
+
+def _caption(rng: np.random.Generator, main: ShapeObject, other: ShapeObject | None) -> str:
+    """One caption in a randomly chosen sentence form; the main object always carries a
+    'large'-type size word and the distractor a 'small'-type one."""
+    m = f"{_pick(rng, MAIN_SIZE_WORDS)} {main.colour} {main.shape}"
+    if other is None:
+        forms = (f"a {m}", f"a single {m}", f"there is a {m}", f"a {m} on its own",
+                 f"only a {m} is shown")
+        return str(_pick(rng, forms))
+    d = f"{_pick(rng, SMALL_SIZE_WORDS)} {other.colour} {other.shape}"
+    rel = relation_of(main, other)
+    r = _pick(rng, RELATION_WORDS[rel])
+    inv = _pick(rng, RELATION_WORDS[INVERSE[rel]])
+    forms = (
+        f"a {m} {r} a {d}",
+        f"there is a {m} {r} a {d}",
+        f"the {m} is {r} the {d}",
+        f"{r} a {d} sits a {m}",
+        f"{r} the {d} there is a {m}",
+        f"a {d} is {inv} a {m}",
+        f"a {d} {inv} the {m}",
+    )
+    return str(_pick(rng, forms))
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _random_object(rng: np.random.Generator, shape: str, colour: str,
+                   radius: float) -> ShapeObject:
+    cx, cy = rng.uniform(radius + 0.02, 1 - radius - 0.02, size=2)
+    return ShapeObject(shape, colour, float(cx), float(cy), radius, float(rng.uniform(0, 360)))
+
+
+def _clear(a: ShapeObject, b: ShapeObject) -> bool:
+    """True when two objects do not touch and one axis clearly dominates their offset, so
+    the caption's relation word is unambiguous."""
+    dx, dy = abs(a.cx - b.cx), abs(a.cy - b.cy)
+    return math.hypot(dx, dy) >= a.radius + b.radius + 0.04 and max(dx, dy) >= 1.5 * min(dx, dy)
+
+
+def _place_pair(rng: np.random.Generator, main: tuple[str, str],
+                other: tuple[str, str] | None) -> tuple[ShapeObject, ShapeObject | None]:
+    """Positions for the main object and the optional distractor (rejection sampling; a
+    valid layout exists for every radius drawn, so this ends after a few tries)."""
+    main_r = float(rng.uniform(0.17, 0.23))
+    if other is None:
+        return _random_object(rng, *main, main_r), None
+    other_r = float(rng.uniform(0.08, 0.11))
+    for _ in range(1000):
+        m = _random_object(rng, *main, main_r)
+        o = _random_object(rng, *other, other_r)
+        if _clear(m, o):
+            return m, o
+    raise RuntimeError("could not place two shapes apart")  # pragma: no cover
+
+
+class ShapesDataset(PairDataset):
+    """Deterministic synthetic pairs; see the module docstring for the task's design."""
+
+    def __init__(self, params: ShapesParams):
+        self.params = params
+        self.native_image_size = params.image_size
+        combos = class_combos(params.num_classes, params.label_scheme)
+        self.classes = [class_name(c) for c in combos]
+        self._combos = combos
+        records = [self._make(i, lab) for i, lab in enumerate(self._labels())]
+        sizes = (params.split_sizes if params.split_sizes is not None
+                 else sizes_from_fractions(params.num_pairs, params.split_fractions))
+        self._splits: dict[str, list[PairRecord]] = {}
+        start = 0
+        for name, size in zip(SPLITS, sizes):
+            self._splits[name] = records[start:start + size]
+            start += size
+
+    def _labels(self) -> np.ndarray:
+        """Balanced labels in a seeded random order (every class as often as possible)."""
+        labels = np.arange(self.params.num_pairs) % self.params.num_classes
+        return np.random.default_rng([self.params.seed, 0]).permutation(labels)
+
+    def _make(self, index: int, label: int) -> PairRecord:
+        p = self.params
+        rng = np.random.default_rng([p.seed, 1, index])
+        shape, colour = self._combos[label]
+        shape = shape or _pick(rng, SHAPES)
+        colour = colour or _pick(rng, COLOUR_NAMES)
+        second = (self._distractor(rng, label, shape, colour)
+                  if rng.random() < p.distractor_prob else None)
+        main, other = _place_pair(rng, (shape, colour), second)
+        background = tuple(int(v) for v in rng.integers(0, 60, size=3))
+        objects = (main,) if other is None else (main, other)
+        if other is not None and rng.random() < 0.5:
+            objects = (other, main)  # drawing order carries no information
+        scene = ShapeScene(p.image_size, background, objects, int(rng.integers(2**31)))
+        return PairRecord(id=f"shapes-{index:05d}", text=_caption(rng, main, other),
+                          image=scene, labels=(int(label),))
+
+    def _distractor(self, rng: np.random.Generator, label: int, shape: str,
+                    colour: str) -> tuple[str, str]:
+        """A distractor differing from the main object in whatever defines the class."""
+        scheme = self.params.label_scheme
+
+        def differs(s: str, c: str) -> bool:
+            if scheme == "shape":
+                return s != shape
+            if scheme == "colour":
+                return c != colour
+            return (s, c) != (shape, colour)
+
+        if rng.random() < self.params.hard_distractor_prob:
+            others = [k for k in range(len(self._combos)) if k != label]
+            s, c = self._combos[int(rng.choice(others))]
+            s, c = s or _pick(rng, SHAPES), c or _pick(rng, COLOUR_NAMES)
+            if differs(s, c):
+                return s, c
+        while True:
+            s, c = _pick(rng, SHAPES), _pick(rng, COLOUR_NAMES)
+            if differs(s, c):
+                return s, c
+
+    def split(self, name: SplitName) -> Sequence[PairRecord]:
+        if name not in self._splits:
+            raise KeyError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}")
+        return self._splits[name]
+
+    def report(self) -> DataReport:
+        rep = super().report()
+        rep.layout, rep.root = "shapes", "(generated)"
+        rep.info = {"generated": True, "params": self.params.model_dump(mode="json")}
+        return rep
+
+
+def make_shapes(params: ShapesParams) -> ShapesDataset:
+    return ShapesDataset(params)
+
+
+@hookimpl
+def daer_register_components(registry) -> None:
+    registry.add("dataset", "shapes", factory=make_shapes, params=ShapesParams,
+                 summary="Synthetic shape/colour scenes with word-order-sensitive captions "
+                         "(deterministic from a seed; no files needed).")
