@@ -1,0 +1,74 @@
+"""Embedding a split, blocked scoring, and ranking for search."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..interfaces import PairRecord
+from .metrics import retrieval_report
+
+
+@dataclass
+class Embedded:
+    """Embeddings of one split (both modalities) with ids and labels, on CPU."""
+
+    ids: list[str]
+    text: torch.Tensor
+    image: torch.Tensor
+    labels: list[tuple[int, ...]]
+
+
+@torch.no_grad()
+def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_size: int = 64,
+                  device: torch.device | str = "cpu", num_workers: int = 0,
+                  bf16: bool = False, desc: str = "embedding") -> Embedded:
+    """Embed texts and images of ``records`` in eval mode. Undecodable images are skipped
+    (with their text, so both galleries stay aligned) and logged."""
+    from tqdm.auto import tqdm
+
+    from ..training.batches import make_loader
+    device = torch.device(device)
+    model.eval()
+    num_classes = 1 + max((max(r.labels) for r in records if r.labels), default=0)
+    loader = make_loader(records, preprocess.image_eval, batch_size=batch_size,
+                         num_classes=num_classes, num_workers=num_workers)
+    ids, texts, images, labels = [], [], [], []
+    by_id = {r.id: r for r in records}
+    for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        if not batch.ids:
+            continue
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            inputs = {k: v.to(device) for k, v in preprocess.text(batch.texts).items()}
+            texts.append(model.encode_text(inputs).float().cpu())
+            images.append(model.encode_image(batch.images.to(device)).float().cpu())
+        ids.extend(batch.ids)
+        labels.extend(by_id[i].labels for i in batch.ids)
+    if not ids:
+        raise ValueError(f"{desc}: no usable pairs to embed")
+    return Embedded(ids, torch.cat(texts), torch.cat(images), labels)
+
+
+@torch.no_grad()
+def score_embedded(model, emb: Embedded, *, block_size: int = 256,
+                   device: torch.device | str = "cpu") -> np.ndarray:
+    """``(texts, images)`` relevance scores from the relation head, computed blockwise."""
+    device = torch.device(device)
+    model.eval()
+    return model.score_matrix(emb.text.to(device), emb.image.to(device),
+                              block_size=block_size).numpy()
+
+
+def evaluate_embedded(model, emb: Embedded, *, block_size: int = 256,
+                      device: torch.device | str = "cpu", ks: Sequence[int] = (1, 5, 10, 50)
+                      ) -> tuple[dict, np.ndarray]:
+    scores = score_embedded(model, emb, block_size=block_size, device=device)
+    return retrieval_report(scores, emb.labels, emb.labels, ks=ks), scores
+
+
+def top_k(scores_row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best gallery items (stable for ties)."""
+    order = np.argsort(-np.asarray(scores_row, dtype=np.float64), kind="stable")
+    return order[:k]

@@ -1,0 +1,48 @@
+"""The Python entry points of training: what ``daer train`` and ``daer benchmark`` call."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import RunConfig, load_run_config
+from ..errors import CheckpointError
+from .trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<name>``, where name defaults to ``<preset>-<dataset>``; never reuses a run."""
+    name = config.name or f"{config.preset or 'custom'}-{config.dataset.name if config.dataset else 'nodata'}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+    path = root / name
+    if path.exists():
+        path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return path
+
+
+def train_and_evaluate(config: RunConfig | Mapping[str, Any], out_dir: Path | str, *,
+                       resume: bool = False, registry=None) -> dict:
+    """Train a run into ``out_dir`` (or resume it) and return its test metrics.
+
+    ``config`` is a resolved :class:`RunConfig` or a raw dict (resolved here). The returned
+    dict has top-level ``i2t``, ``t2i``, ``avg`` and ``chance`` (test-split mAP@all).
+    """
+    if not isinstance(config, RunConfig):
+        config = load_run_config(dict(config), registry=registry)
+    trainer = Trainer(config, Path(out_dir), registry)
+    trainer.train(resume=resume)
+    return trainer.evaluate()
+
+
+def resume_run(run_dir: Path | str, *, registry=None) -> dict:
+    """Continue an interrupted run from its last checkpoint, with its own saved config."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{run_dir}: not a run directory (config.yaml missing)")
+    config = load_run_config(cfg_path, registry=registry)
+    return train_and_evaluate(config, run_dir, resume=True, registry=registry)

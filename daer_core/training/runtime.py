@@ -1,0 +1,63 @@
+"""Device choice, seeding and RNG state capture — what makes a run reproducible and resumable."""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; an explicit device must exist."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+        raise ConfigError(f"train.device: {requested!r} requested but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """A stable seed for (run seed, stage, epoch, ...) — the same on every machine."""
+    x = seed & 0xFFFFFFFF
+    for p in parts:
+        x = (x * 1_000_003 + int(p) + 0x9E3779B9) & 0xFFFFFFFF
+    return x
+
+
+def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """RNG states split into JSON-able parts and tensors (for safetensors)."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    meta = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+    }
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return meta, tensors
+
+
+def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
