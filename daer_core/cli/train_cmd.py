@@ -1,0 +1,50 @@
+"""``daer train``: run Algorithm 1 from a preset or config file, or resume a run."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("daer")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a pipeline (the paper's Algorithm 1) and evaluate it",
+                       description="Train from a preset and/or config file; prints the paper's "
+                                   "Table 1 layout and writes the run directory.")
+    p.add_argument("config", nargs="?", help="YAML/TOML run config (optional with --preset)")
+    p.add_argument("--preset", help="start from a named preset (see `daer plugins list --kind preset`)")
+    p.add_argument("--dataset", help="dataset component name (shortcut for dataset.name)")
+    p.add_argument("--out", type=Path, help="run directory (default runs/<name>/)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. train.stages.relation.epochs=3")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_run_config
+    from ..errors import ConfigError
+    from ..evaluation.plots import format_table1
+    from ..training.api import default_run_dir, resume_run, train_and_evaluate
+
+    if args.resume:
+        if args.config or args.preset or args.dataset or args.overrides or args.out:
+            raise ConfigError("--resume RUN_DIR continues a run with its saved config; "
+                              "do not combine it with a config, --preset, --dataset, --set or --out")
+        metrics = resume_run(args.resume)
+        run_dir = args.resume
+    else:
+        if not args.config and not args.preset:
+            raise ConfigError("give a config file or --preset NAME")
+        config = load_run_config(args.config, preset=args.preset, dataset=args.dataset,
+                                 overrides=args.overrides)
+        run_dir = args.out or default_run_dir(config)
+        log.info("run directory: %s", run_dir)
+        metrics = train_and_evaluate(config, run_dir)
+    print()
+    print(format_table1(metrics, title=f"Test mAP@all ({metrics.get('preset') or 'run'} on "
+                                       f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))
+    print(f"\nrun directory: {run_dir}")
+    return 0
