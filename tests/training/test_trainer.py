@@ -1,0 +1,172 @@
+"""Algorithm 1 end to end on toy sizes: run directory, stages, early stopping, resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from daer_core.config import load_run_config
+from daer_core.errors import CheckpointError, ConfigError
+from daer_core.training import checkpoint as ck
+from daer_core.training import trainer as trainer_mod
+from daer_core.training.api import resume_run, train_and_evaluate
+from daer_core.training.trainer import Trainer
+
+from .conftest import tiny_config
+
+
+def _events(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_everything_a_user_reads(tmp_path):
+    run = tmp_path / "run"
+    metrics = train_and_evaluate(load_run_config(tiny_config()), run)
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("i2t", "t2i", "avg", "chance"):
+        assert isinstance(saved[key], float) and 0.0 <= saved[key] <= 1.0
+    assert saved["avg"] == pytest.approx((saved["i2t"] + saved["t2i"]) / 2)
+    assert metrics["i2t"] == saved["i2t"]
+    assert "map_at" in saved["i2t_detail"] and "precision_at" in saved["t2i_detail"]
+    for name in ("config.yaml", "split.json", "pr_curve.png", "examples.png", "data_report.json"):
+        assert (run / name).is_file(), name
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 40
+    assert not set(split["test"]) & set(split["train"])
+    events = _events(run)
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [(e["stage"], e["epoch"]) for e in epochs] == [
+        ("text", 1), ("text", 2), ("image", 1), ("image", 2), ("relation", 1), ("relation", 2)]
+    assert all("val_avg" in e for e in epochs if e["stage"] == "relation")
+    assert all("val_accuracy" in e for e in epochs if e["stage"] != "relation")
+    # checkpoints hold only safetensors and JSON: nothing is ever unpickled
+    files = [p for p in (run / "checkpoints").rglob("*") if p.is_file()]
+    assert files and all(p.suffix in (".safetensors", ".json") or p.name == "LATEST" for p in files)
+    final = load_file(str(run / "checkpoints" / "final" / "model.safetensors"))
+    assert any(k.startswith("model.relation.") for k in final)
+
+
+def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch):
+    cfg = load_run_config(tiny_config())
+    reference = train_and_evaluate(cfg, tmp_path / "whole")
+
+    calls = {"n": 0}
+    real_epoch = Trainer._train_epoch
+
+    def dying_epoch(self, stage, optimizer):
+        calls["n"] += 1
+        if calls["n"] == 4:  # in the middle of stage 2, epoch 2
+            raise KeyboardInterrupt
+        return real_epoch(self, stage, optimizer)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dying_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "killed")
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+
+    resumed = resume_run(tmp_path / "killed")
+    assert resumed["i2t"] == reference["i2t"]
+    assert resumed["t2i"] == reference["t2i"]
+    a = load_file(str(tmp_path / "whole" / "checkpoints" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "checkpoints" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(e["event"] == "resumed" for e in _events(tmp_path / "killed"))
+
+
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch):
+    cfg = load_run_config(tiny_config())
+    real_save = ck.save_tensors
+    calls = {"n": 0}
+
+    def dying_save(path, tensors):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_save(path, tensors)
+
+    monkeypatch.setattr(ck, "save_tensors", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "run")
+    monkeypatch.setattr(ck, "save_tensors", real_save)
+    ckdir = tmp_path / "run" / "checkpoints"
+    assert not [p for p in ckdir.iterdir() if p.name.startswith(".")], "temporary files left"
+    latest = ck.latest_tag(tmp_path / "run")
+    ck.read_checkpoint(tmp_path / "run", latest)  # complete and readable
+    metrics = resume_run(tmp_path / "run")
+    assert 0 <= metrics["avg"] <= 1
+
+
+def test_early_stopping_uses_validation_and_keeps_the_best_epoch(tmp_path):
+    cfg = tiny_config()
+    rel = cfg["train"]["stages"]["relation"]
+    rel.update(epochs=6, patience=1, optimizer={"name": "sgd", "lr": 1e-12, "momentum": 0.0})
+    run = tmp_path / "run"
+    train_and_evaluate(load_run_config(cfg), run)
+    events = _events(run)
+    rel_epochs = [e for e in events if e["event"] == "epoch" and e["stage"] == "relation"]
+    # with a vanishing learning rate the validation score cannot improve after epoch 1
+    assert len(rel_epochs) == 2
+    assert any(e["event"] == "early_stop" and e["stage"] == "relation" for e in events)
+    assert [e for e in events if e["event"] == "selected"][0]["best_epoch"] == 1
+
+
+def test_validation_never_touches_the_test_split(tmp_path, monkeypatch):
+    seen = []
+    real = trainer_mod.embed_records
+
+    def spy(model, pre, records, **kw):
+        seen.append((kw.get("desc"), {r.id for r in records}))
+        return real(model, pre, records, **kw)
+
+    monkeypatch.setattr(trainer_mod, "embed_records", spy)
+    cfg = load_run_config(tiny_config())
+    t = Trainer(cfg, tmp_path / "run")
+    t.train()
+    test_ids = {r.id for r in t.splits["test"]}
+    assert seen and all(desc == "validation" and not (ids & test_ids) for desc, ids in seen)
+
+
+def test_skipped_stage_is_logged_and_not_trained(tmp_path):
+    cfg = tiny_config()
+    cfg["train"]["stages"]["text"]["enabled"] = False
+    run = tmp_path / "run"
+    train_and_evaluate(load_run_config(cfg), run)
+    events = _events(run)
+    assert {"event": "stage_skipped", "stage": "text"}.items() <= [
+        e for e in events if e["event"] == "stage_skipped"][0].items()
+    assert not [e for e in events if e["event"] == "epoch" and e["stage"] == "text"]
+
+
+def test_feature_datasets_are_refused_with_a_clear_error(tmp_path):
+    import numpy as np
+
+    from daer_core.interfaces import FeatureDataset, FeatureSplit
+    from registry import NoParams, load_plugins
+
+    class Feats(FeatureDataset):
+        classes = ["a", "b"]
+
+        def features(self, split):
+            return FeatureSplit(np.zeros((2, 3)), np.zeros((2, 3)), np.array([0, 1]))
+
+    loaded = load_plugins()
+    from registry import ComponentSpec
+    loaded.registry.add(ComponentSpec("dataset", "feats-only", lambda p: Feats(), NoParams, "",
+                                      "test"))
+    cfg = load_run_config({**tiny_config(), "dataset": {"name": "feats-only"}},
+                          registry=loaded.registry)
+    with pytest.raises(ConfigError, match="pre-extracted features"):
+        Trainer(cfg, tmp_path / "run", loaded.registry)
+
+
+def test_resume_needs_a_run_and_a_new_run_never_overwrites(tmp_path):
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        resume_run(tmp_path / "nothing")
+    cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
+    train_and_evaluate(cfg, tmp_path / "run")
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train_and_evaluate(cfg, tmp_path / "run")
