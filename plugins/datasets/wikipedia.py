@@ -18,6 +18,7 @@ XML ``cat`` ids (a different numbering: checked against the list's label), image
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -81,47 +82,22 @@ def load_wikipedia(params: WikipediaParams, *, check: bool = False):
             "raw images from this copy",
             severity="error" if params.require_images else "warning")
 
+    lists = read_standard_lists(root, params.train_list, params.test_list, len(classes),
+                                texts.by_stem, problems)
     listed: dict[str, list[Row]] = {}
-    seen: dict[str, int] = {}
-    stray: list[str] = []
-    for part, fname in (("train", params.train_list), ("test", params.test_list)):
-        path = _require(root / fname, f"{part} list")
+    for part, entries in lists.items():
         listed[part] = []
-        for lineno, (raw_text, raw_image, raw_label) in read_list_rows(path, problems, 3):
-            where = f"{fname}:{lineno}"
-            label = _label(raw_label, len(classes))
-            if label is None:
-                problems.add("bad_label", f"labels that are not integers in 1..{len(classes)}",
-                             [where])
-                continue
-            rt = resolve_id(raw_text, texts.by_stem)
-            text_id = rt.name or raw_text.strip()
-            if rt.changed:
-                stray.append(f"{raw_text!r} -> {rt.name!r} ({where})")
-                problems.add("stray_characters_in_id", "", [raw_text], "warning")
-            ri = resolve_id(raw_image, images.by_stem) if len(images) else None
-            image_id = (ri.name if ri and ri.name else raw_image.strip())
+        for e in entries:
+            ri = resolve_id(e.raw_image, images.by_stem) if len(images) else None
+            image_id = ri.name if ri and ri.name else e.raw_image.strip()
             if ri is not None and ri.changed:
-                stray.append(f"{raw_image!r} -> {ri.name!r} ({where})")
-                problems.add("stray_characters_in_id", "", [raw_image], "warning")
-            row_id = text_id
-            if text_id in seen:
-                seen[text_id] += 1
-                row_id = f"{text_id}~{seen[text_id]}"
-                problems.add("duplicate_row", "a text id listed more than once; each row is "
-                             "kept under a suffixed id", [where], "warning")
-            else:
-                seen[text_id] = 1
-            folder = classes[label - 1]
-            img = pick_image(images, image_id, folder, row_id, problems)
+                note_stray_id(problems, e.raw_image, image_id, e.where)
+            folder = classes[e.label - 1]
+            img = pick_image(images, image_id, folder, e.id, problems)
             listed[part].append(Row(
-                id=row_id, text=_read_text(texts, rt.name, row_id, label, problems),
+                id=e.id, text=_read_text(texts, e.text_name, e.id, e.label, problems),
                 image=img or images_dir / folder / f"{image_id}.jpg",
-                labels=(label - 1,), split=part, image_found=img is not None))
-    prob = problems.get("stray_characters_in_id")
-    if prob is not None:
-        prob.message = ("list ids with stray characters, resolved to the one file they match: "
-                        + "; ".join(stray))
+                labels=(e.label - 1,), split=part, image_found=img is not None))
 
     rows = listed["train"] + listed["test"]
     _assign_splits(params, listed, rows)
@@ -145,6 +121,58 @@ def load_wikipedia(params: WikipediaParams, *, check: bool = False):
     if check:
         info["texts_rejected_by_strict_xml"] = _count_strict_xml_failures(texts)
     return finish("wikipedia", params, classes, rows, problems, info, check=check)
+
+
+@dataclass
+class ListEntry:
+    """One row of a standard list: ``id`` is the resolved text id (made unique),
+    ``text_name`` the text file stem it matched (None: no file), ``label`` is 1-based."""
+
+    id: str
+    text_name: str | None
+    raw_image: str
+    label: int
+    where: str
+
+
+def note_stray_id(problems: ProblemLog, raw: str, resolved: str, where: str) -> None:
+    """Record a list id with stray characters and what it was resolved to."""
+    prob = problems.add("stray_characters_in_id", "list ids with stray characters, each "
+                        "resolved to the one file it matches:", [raw], "warning")
+    prob.message += f" {raw!r} -> {resolved!r} ({where});"
+
+
+def read_standard_lists(root: Path, train_list: str, test_list: str, num_classes: int,
+                        known_texts, problems: ProblemLog) -> dict[str, list[ListEntry]]:
+    """The train and test lists' rows in file order. Text ids are resolved against
+    ``known_texts`` (stems of the text files; stray characters are reported), labels checked
+    to lie in 1..num_classes, repeated ids kept under a ``~N`` suffix with a warning."""
+    out: dict[str, list[ListEntry]] = {}
+    seen: dict[str, int] = {}
+    for part, fname in (("train", train_list), ("test", test_list)):
+        path = _require(root / fname, f"{part} list")
+        out[part] = []
+        for lineno, (raw_text, raw_image, raw_label) in read_list_rows(path, problems, 3):
+            where = f"{fname}:{lineno}"
+            label = _label(raw_label, num_classes)
+            if label is None:
+                problems.add("bad_label", f"labels that are not integers in 1..{num_classes}",
+                             [where])
+                continue
+            rt = resolve_id(raw_text, known_texts)
+            text_id = rt.name or raw_text.strip()
+            if rt.changed:
+                note_stray_id(problems, raw_text, text_id, where)
+            row_id = text_id
+            if text_id in seen:
+                seen[text_id] += 1
+                row_id = f"{text_id}~{seen[text_id]}"
+                problems.add("duplicate_row", "a text id listed more than once; each row is "
+                             "kept under a suffixed id", [where], "warning")
+            else:
+                seen[text_id] = 1
+            out[part].append(ListEntry(row_id, rt.name, raw_image, label, where))
+    return out
 
 
 def _label(raw: str, num_classes: int) -> int | None:
