@@ -1,0 +1,43 @@
+"""Baseline cross-modal methods of DAER's Table 1 (kind ``method``).
+
+Each method is scikit-learn shaped (constructor arguments are the params; ``fit`` learns;
+``transform_image`` / ``transform_text`` map into a common space ranked by cosine similarity)
+and is registered with its pydantic params model, so ``registry.create("method", "cca",
+{"reg": 1e-3})`` builds ``CCA(reg=1e-3)``. See docs/baselines.md.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from registry import hookimpl
+
+from .cca import CCA, CCAParams
+from .jrl import JRL, JRLParams
+from .kcca import KCCA, KCCAParams
+from .mvda_vc import MvDAVC, MvDAVCParams
+
+__all__ = ["CCA", "KCCA", "MvDAVC", "JRL", "CCAParams", "KCCAParams", "MvDAVCParams",
+           "JRLParams"]
+
+
+def _factory(cls):
+    def build(params: BaseModel, **_deps):
+        return cls(**params.model_dump())
+    build.__name__ = f"build_{cls.__name__}"
+    build.__doc__ = f"Build {cls.__name__} from its validated params."
+    return build
+
+
+@hookimpl
+def daer_register_components(registry) -> None:
+    registry.add("method", "cca", factory=_factory(CCA), params=CCAParams,
+                 summary="Regularised linear CCA; correlation matching (Rasiwasia et al. 2010).")
+    registry.add("method", "kcca", factory=_factory(KCCA), params=KCCAParams,
+                 summary="Kernel CCA (Gaussian or linear) with a Nyström low-rank"
+                         " approximation, memory independent of the training-set size.")
+    registry.add("method", "mvda-vc", factory=_factory(MvDAVC), params=MvDAVCParams,
+                 summary="Multi-view discriminant analysis with view consistency"
+                         " (Kan et al., TPAMI 2016).")
+    registry.add("method", "jrl", factory=_factory(JRL), params=JRLParams,
+                 summary="Joint representation learning with l2,1 sparsity and a"
+                         " semi-supervised joint graph (Zhai et al., TCSVT 2014).")
