@@ -195,6 +195,9 @@ class PluginScope:
     distribution: str | None = None
     version: str | None = None
     added: list[str] = field(default_factory=list)
+    #: ``(kind, name)`` entries added with ``override=True``; kept so that the merge into the
+    #: shared registry replaces an earlier plugin's entry instead of failing as a duplicate
+    overrides: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, kind: str, name: str, *, factory: Callable[..., Any],
             params: type[BaseModel] = NoParams, summary: str = "",
@@ -206,12 +209,16 @@ class PluginScope:
                                         self.plugin, self.distribution, self.version),
                           override=override)
         self.added.append(f"{kind}:{name}")
+        if override:
+            self.overrides.add((kind, name))
 
     def add_preset(self, name: str, config: dict[str, Any], *, summary: str = "",
                    override: bool = False) -> None:
         self.registry.add_preset(PresetSpec(name, config, summary.strip(), self.plugin,
                                             self.distribution), override=override)
         self.added.append(f"preset:{name}")
+        if override:
+            self.overrides.add(("preset", name))
 
 
 def _type_name(annotation: Any) -> str:

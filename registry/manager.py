@@ -90,11 +90,11 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
     candidates: list[tuple[str, str, str | None, str | None, object]] = []
 
     if autoload:
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
+            if (ep.name, ep.value) in seen:  # the same plugin listed twice on sys.path
                 continue
-            seen.add(ep.name)
+            seen.add((ep.name, ep.value))
             dist = getattr(ep, "dist", None)
             candidates.append((ep.name, ep.value, dist.name if dist else None,
                                dist.version if dist else None, ep))
@@ -110,8 +110,12 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
             module = ep.load() if ep is not None else importlib.import_module(modpath)
             if not isinstance(module, ModuleType):
                 raise TypeError(f"entry point must name a module, got {type(module).__name__}")
-            if pm.has_plugin(name):
+            if pm.is_registered(module):  # e.g. `-p plugins.text` with autoload on: same plugin
                 continue
+            if pm.has_plugin(name):
+                taken = next(i for i in infos if i.name == name)
+                raise ValueError(f"plugin name {name!r} is already used by module {taken.module}"
+                                 f" (distribution {taken.distribution or 'none'})")
             pm.register(module, name=name)
         except Exception as exc:  # noqa: BLE001 - isolation is the point
             infos.append(_failed(name, modpath, dist, version, "import", exc))
@@ -119,39 +123,42 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
         infos.append(PluginInfo(name, modpath, dist, version, "loaded"))
 
     registry = ComponentRegistry()
-    by_name = {i.name: i for i in infos}
+    impls: dict[str, list] = {}  # plugin name -> its hook implementations, components first
     for hook_name in ("daer_register_components", "daer_register_presets"):
-        hook = getattr(pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
-            info = by_name.get(impl.plugin_name)
-            if info is None or info.status != "loaded":
-                continue
-            _register_one(registry, impl, info)
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            impls.setdefault(impl.plugin_name, []).append(impl)
+    for info in infos:  # discovery order (pluggy would *call* them last-registered first)
+        if info.status == "loaded":
+            _register_one(registry, impls.get(info.name, []), info)
 
     registry.failed_plugins = [i.name for i in infos if i.status == "failed"]
     return LoadedPlugins(registry, infos, pm)
 
 
-def _register_one(registry: ComponentRegistry, impl, info: PluginInfo) -> None:
-    """Run one plugin's hook into a staging table, then merge all-or-nothing."""
+def _register_one(registry: ComponentRegistry, impls: list, info: PluginInfo) -> None:
+    """Run all of one plugin's hooks into a staging table, then merge all-or-nothing."""
     staging = ComponentRegistry()
     scope = PluginScope(staging, info.name, info.distribution, info.version)
     try:
-        impl.function(**({"registry": scope} if "registry" in impl.argnames else {}))
-        merged: list = []
+        for impl in impls:
+            impl.function(**({"registry": scope} if "registry" in impl.argnames else {}))
+        merged: list = []  # (table, name, entry it replaced or None), for the rollback
         try:
             for spec in staging.list():
-                registry.add(spec)
-                merged.append(spec)
+                table = registry._table[spec.kind]
+                previous = table.get(spec.name)
+                registry.add(spec, override=(spec.kind, spec.name) in scope.overrides)
+                merged.append((table, spec.name, previous))
             for preset in staging.presets():
-                registry.add_preset(preset)
-                merged.append(preset)
+                previous = registry._presets.get(preset.name)
+                registry.add_preset(preset, override=("preset", preset.name) in scope.overrides)
+                merged.append((registry._presets, preset.name, previous))
         except DuplicateComponentError:
-            for item in merged:  # roll back this plugin's partial contribution
-                if hasattr(item, "kind"):
-                    registry._table[item.kind].pop(item.name, None)
+            for table, name, previous in reversed(merged):  # undo this plugin's partial merge
+                if previous is None:
+                    table.pop(name, None)
                 else:
-                    registry._presets.pop(item.name, None)
+                    table[name] = previous
             raise
     except Exception as exc:  # noqa: BLE001
         failed = _failed(info.name, info.module, info.distribution, info.version,

@@ -73,6 +73,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides in order to a copy of ``data``.
+
+    Setting a component's ``name`` to a different one drops the params given for the old
+    one (as :func:`deep_merge` does), so ``--set pipeline.relation.name=other`` works even
+    when the file configures the old relation's params.
+    """
     out = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
@@ -85,6 +91,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[:i + 1])} is a"
                                   f" {type(nxt).__name__}, not a mapping")
             node = nxt
+        if (parts[-1] == "name" and "params" in node and node.get("name") != value):
+            # same rule as deep_merge: another component's params mean nothing to this one
+            node.pop("params")
         node[parts[-1]] = value
     return out
 
