@@ -7,7 +7,7 @@ import pytest
 import torch
 
 
-def tiny_config(**train_overrides) -> dict:
+def make_tiny_config(**train_overrides) -> dict:
     """The paper's pipeline at toy sizes: 32 px images, a few pairs, two epochs per stage."""
     stage = {"epochs": 2, "batch_size": 8, "optimizer": {"name": "sgd", "lr": 0.01}}
     cfg = {
@@ -44,3 +44,9 @@ def _few_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(**overrides)`` -> a fresh raw config dict (``a__b=v`` sets ``a.b``)."""
+    return make_tiny_config

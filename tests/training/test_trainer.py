@@ -14,14 +14,12 @@ from daer_core.training import trainer as trainer_mod
 from daer_core.training.api import resume_run, train_and_evaluate
 from daer_core.training.trainer import Trainer
 
-from .conftest import tiny_config
-
 
 def _events(run_dir):
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
-def test_run_writes_everything_a_user_reads(tmp_path):
+def test_run_writes_everything_a_user_reads(tmp_path, tiny_config):
     run = tmp_path / "run"
     metrics = train_and_evaluate(load_run_config(tiny_config()), run)
     saved = json.loads((run / "metrics.json").read_text())
@@ -48,7 +46,7 @@ def test_run_writes_everything_a_user_reads(tmp_path):
     assert any(k.startswith("model.relation.") for k in final)
 
 
-def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch):
+def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch, tiny_config):
     cfg = load_run_config(tiny_config())
     reference = train_and_evaluate(cfg, tmp_path / "whole")
 
@@ -77,7 +75,7 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch):
     assert any(e["event"] == "resumed" for e in _events(tmp_path / "killed"))
 
 
-def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch):
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch, tiny_config):
     cfg = load_run_config(tiny_config())
     real_save = ck.save_tensors
     calls = {"n": 0}
@@ -100,7 +98,7 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, mon
     assert 0 <= metrics["avg"] <= 1
 
 
-def test_early_stopping_uses_validation_and_keeps_the_best_epoch(tmp_path):
+def test_early_stopping_uses_validation_and_keeps_the_best_epoch(tmp_path, tiny_config):
     cfg = tiny_config()
     rel = cfg["train"]["stages"]["relation"]
     rel.update(epochs=6, patience=1, optimizer={"name": "sgd", "lr": 1e-12, "momentum": 0.0})
@@ -114,7 +112,7 @@ def test_early_stopping_uses_validation_and_keeps_the_best_epoch(tmp_path):
     assert [e for e in events if e["event"] == "selected"][0]["best_epoch"] == 1
 
 
-def test_validation_never_touches_the_test_split(tmp_path, monkeypatch):
+def test_validation_never_touches_the_test_split(tmp_path, monkeypatch, tiny_config):
     seen = []
     real = trainer_mod.embed_records
 
@@ -130,7 +128,7 @@ def test_validation_never_touches_the_test_split(tmp_path, monkeypatch):
     assert seen and all(desc == "validation" and not (ids & test_ids) for desc, ids in seen)
 
 
-def test_skipped_stage_is_logged_and_not_trained(tmp_path):
+def test_skipped_stage_is_logged_and_not_trained(tmp_path, tiny_config):
     cfg = tiny_config()
     cfg["train"]["stages"]["text"]["enabled"] = False
     run = tmp_path / "run"
@@ -141,7 +139,7 @@ def test_skipped_stage_is_logged_and_not_trained(tmp_path):
     assert not [e for e in events if e["event"] == "epoch" and e["stage"] == "text"]
 
 
-def test_feature_datasets_are_refused_with_a_clear_error(tmp_path):
+def test_feature_datasets_are_refused_with_a_clear_error(tmp_path, tiny_config):
     import numpy as np
 
     from daer_core.interfaces import FeatureDataset, FeatureSplit
@@ -163,7 +161,7 @@ def test_feature_datasets_are_refused_with_a_clear_error(tmp_path):
         Trainer(cfg, tmp_path / "run", loaded.registry)
 
 
-def test_resume_needs_a_run_and_a_new_run_never_overwrites(tmp_path):
+def test_resume_needs_a_run_and_a_new_run_never_overwrites(tmp_path, tiny_config):
     with pytest.raises(CheckpointError, match="not a run directory"):
         resume_run(tmp_path / "nothing")
     cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
