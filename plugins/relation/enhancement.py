@@ -90,7 +90,7 @@ class SignedPowerEnhancement(Enhancement):
         return signed_power(x, self.k, self.grad_eps)
 
     def extra_repr(self) -> str:
-        return f"dim={self.out_dim}, k={float(self.k):.4g}, learnable={self.learnable}"
+        return f"dim={self.out_dim}, k={self.k.item():.4g}, learnable={self.learnable}"
 
 
 class IdentityParams(BaseModel):
