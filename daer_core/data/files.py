@@ -110,3 +110,54 @@ def extension_mismatch(path: str | Path, fmt: str | None) -> bool:
     """True when a decodable file's extension claims another format (e.g. a PNG named .jpg)."""
     claimed = EXTENSION_FORMATS.get(Path(path).suffix.strip().lower())
     return fmt is not None and claimed is not None and claimed != fmt
+
+
+class PathResolver:
+    """Finds ``base/rel`` when the copy on disk differs slightly from the listed path.
+
+    Tried in order: the exact path; each path component compared after
+    :func:`normalize_name` (stray spaces, invisible characters); and, for the file name, the
+    same stem with another extension when exactly one such file exists. Folder listings are
+    cached, so resolving many paths costs one ``listdir`` per folder.
+    """
+
+    def __init__(self, base: str | Path):
+        self.base = Path(base)
+        self._listings: dict[Path, dict[str, list[str]]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, list[str]]:
+        if folder not in self._listings:
+            names: dict[str, list[str]] = {}
+            try:
+                for n in sorted(os.listdir(folder)):
+                    names.setdefault(normalize_name(n), []).append(n)
+            except OSError:
+                pass
+            self._listings[folder] = names
+        return self._listings[folder]
+
+    def resolve(self, rel: str) -> tuple[Path | None, str]:
+        """``(path, how)`` with how in exact / normalized / other-extension / none."""
+        rel = rel.strip()
+        exact = self.base / rel
+        if exact.is_file():
+            return exact, "exact"
+        parts = [p for p in re.split(r"[\\/]", rel) if p.strip()]
+        folder = self.base
+        for part in parts[:-1]:
+            hits = self._listing(folder).get(normalize_name(part), [])
+            if len(hits) != 1:
+                return None, "none"
+            folder = folder / hits[0]
+        if not parts:
+            return None, "none"
+        name = normalize_name(parts[-1])
+        hits = self._listing(folder).get(name, [])
+        if len(hits) == 1 and (folder / hits[0]).is_file():
+            return folder / hits[0], "normalized"
+        stem = normalize_name(os.path.splitext(name)[0])
+        same_stem = [n for key, ns in self._listing(folder).items() for n in ns
+                     if normalize_name(os.path.splitext(key)[0]) == stem]
+        if len(same_stem) == 1 and (folder / same_stem[0]).is_file():
+            return folder / same_stem[0], "other-extension"
+        return None, "none"

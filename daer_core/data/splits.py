@@ -64,3 +64,26 @@ def carve(items: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list
     n_carved = int(round(len(items) * fraction))
     carved, kept = partition(items, [n_carved, len(items) - n_carved], seed)
     return kept, carved
+
+
+def stratified_assign(labels: Sequence[int], fractions: Sequence[float],
+                      seed: int) -> list[int]:
+    """Assign each item a part index so every class is split in ``fractions`` (seeded).
+
+    Classes are visited in sorted order with one generator, so the result depends only on
+    the labels, the fractions and the seed.
+    """
+    rng = np.random.default_rng(seed)
+    out = [0] * len(labels)
+    by_class: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(int(lab), []).append(i)
+    for lab in sorted(by_class):
+        members = by_class[lab]
+        order = rng.permutation(len(members))
+        start = 0
+        for part, size in enumerate(sizes_from_fractions(len(members), fractions)):
+            for j in order[start:start + size]:
+                out[members[int(j)]] = part
+            start += size
+    return out

@@ -1,0 +1,211 @@
+"""The ``manifest`` layout: users' own image-text pairs listed in one JSONL or CSV file.
+
+Each row (a JSON object per line, or a CSV row with a header) has:
+
+* ``image`` — path of the image, relative to the manifest's folder (or absolute);
+* ``text`` — the text itself, or ``text_file`` — a path to it (relative like ``image``);
+* ``labels`` — one label or several (multi-label): class names or 0-based indices; in JSONL a
+  list or a single value, in CSV separated by ``;`` or ``|``;
+* ``split`` — optional: ``train``, ``val`` (also ``valid``, ``validation``, ``dev``) or
+  ``test``; rows without one are split with the seeded ``split_fractions``;
+* ``id`` — optional: a unique id (default: ``row-<line number>``).
+
+Classes come from ``classes`` (a list), ``classes_file``, or are inferred: the sorted names
+used, or ``class_<k>`` for indices.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from daer_core.data.files import PathResolver
+from daer_core.data.splits import partition, sizes_from_fractions
+from daer_core.data.text import read_document, read_text_file
+from daer_core.errors import DataError
+
+from .common import LayoutParams, ProblemLog, Row, finish, read_class_names
+
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv", "manifest.json")
+
+
+class ManifestParams(LayoutParams):
+    """Params of the ``manifest`` layout."""
+
+    classes: list[str] | None = Field(None, description="class names in label order")
+    classes_file: str | None = Field(None, description="class names file, one per line "
+                                                       "(relative to the manifest's folder)")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train / val / test fractions for rows without a split")
+
+
+def find_manifest(root: Path) -> Path:
+    if root.is_file():
+        return root
+    if root.is_dir():
+        for name in MANIFEST_NAMES:
+            if (root / name).is_file():
+                return root / name
+        raise DataError(f"manifest layout: no {' / '.join(MANIFEST_NAMES)} in {root}")
+    raise DataError(f"manifest layout: {root} does not exist")
+
+
+def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` for each row of a JSONL or CSV manifest."""
+    tf = read_text_file(path)
+    if tf.used_fallback:
+        problems.add("list_encoding", f"{path.name} is not UTF-8; read as {tf.encoding}",
+                     [path.name], "warning")
+    out = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(tf.text))
+        for row in reader:
+            where = f"{path.name}:{reader.line_num}"
+            if None in row:
+                problems.add("malformed_row", "CSV rows with more fields than the header",
+                             [where])
+                continue
+            out.append((where, {k.strip(): v for k, v in row.items() if k is not None}))
+        return out
+    for lineno, line in enumerate(tf.text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.add("malformed_row", "lines that are not JSON objects", [f"{where} ({exc.msg})"])
+            continue
+        if not isinstance(row, dict):
+            problems.add("malformed_row", "lines that are not JSON objects", [where])
+            continue
+        out.append((where, row))
+    return out
+
+
+def _label_values(raw: Any) -> list[str | int]:
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, list):
+        return [v.strip() if isinstance(v, str) else v for v in raw]
+    if isinstance(raw, str):
+        sep = ";" if ";" in raw else "|"
+        values: list[str | int] = []
+        for part in (p.strip() for p in raw.split(sep)):
+            if part:
+                values.append(int(part) if part.lstrip("-").isdigit() else part)
+        return values
+    return [raw]
+
+
+def load_manifest(params: ManifestParams, *, check: bool = False):
+    path = find_manifest(Path(params.root))
+    base = path.parent
+    problems = ProblemLog()
+    raw_rows = read_rows(path, problems)
+    parsed = [(where, row, _label_values(row.get("labels", row.get("label"))))
+              for where, row in raw_rows]
+
+    if params.classes is not None:
+        classes = list(params.classes)
+    elif params.classes_file is not None:
+        cf = base / params.classes_file
+        if not cf.is_file():
+            raise DataError(f"manifest layout: classes_file not found: {cf}")
+        classes = read_class_names(cf)
+    else:
+        names = sorted({v for _, _, labs in parsed for v in labs if isinstance(v, str)})
+        top = max((v for _, _, labs in parsed for v in labs
+                   if isinstance(v, int) and not isinstance(v, bool)), default=-1)
+        if names and top >= 0:
+            raise DataError(f"{path}: labels mix class names and indices; give `classes` so "
+                            "names and indices can be matched")
+        classes = names or [f"class_{k}" for k in range(top + 1)]
+    index = {c: k for k, c in enumerate(classes)}
+
+    resolver = PathResolver(base)
+    rows: list[Row] = []
+    unsplit: list[Row] = []
+    seen: set[str] = set()
+    for where, row, labs in parsed:
+        rid = str(row.get("id") or f"row-{where.rsplit(':', 1)[1]}").strip()
+        if rid in seen:
+            problems.add("duplicate_id", "ids used by several rows; later rows get a suffix",
+                         [f"{rid} ({where})"], "warning")
+            rid = f"{rid}~{where.rsplit(':', 1)[1]}"
+        seen.add(rid)
+        labels = _labels(labs, index, classes, where, problems)
+        if labels is None:
+            continue
+        split = str(row.get("split") or "").strip().lower()
+        if split and split not in SPLIT_ALIASES:
+            problems.add("bad_split", "split values other than train / val / test", [where])
+            continue
+        if not row.get("image"):
+            problems.add("malformed_row", "rows without an `image`", [where])
+            continue
+        image, how = resolver.resolve(str(row["image"]))
+        if how in ("normalized", "other-extension"):
+            problems.add("path_resolved", "image paths that differ from the file on disk by "
+                         "stray spaces or the extension (the file found is used)", [rid],
+                         "warning")
+        text = _text(row, resolver, rid, where, problems)
+        if text is Ellipsis:
+            continue
+        rec = Row(rid, text, image or base / str(row["image"]).strip(), labels,
+                  SPLIT_ALIASES.get(split, "train"), image is not None)
+        rows.append(rec)
+        if not split:
+            unsplit.append(rec)
+    if unsplit:
+        sizes = sizes_from_fractions(len(unsplit), params.split_fractions)
+        for name, part in zip(("train", "val", "test"), partition(unsplit, sizes, params.seed)):
+            for r in part:
+                r.split = name
+    info = {"manifest": str(path), "rows": len(raw_rows),
+            "rows_split_by_seed": len(unsplit),
+            "multi_label": any(len(r.labels) > 1 for r in rows)}
+    return finish("manifest", params, classes, rows, problems, info, check=check)
+
+
+def _labels(values, index, classes, where, problems) -> tuple[int, ...] | None:
+    if not values:
+        problems.add("bad_label", "rows without labels", [where])
+        return None
+    out = []
+    for v in values:
+        k = index.get(v) if isinstance(v, str) else v
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(classes):
+            problems.add("bad_label", f"labels that are neither one of the {len(classes)} "
+                         f"class names nor an index 0..{len(classes) - 1}", [f"{where} ({v!r})"])
+            return None
+        out.append(k)
+    return tuple(dict.fromkeys(out))
+
+
+def _text(row, resolver: PathResolver, rid: str, where: str, problems: ProblemLog):
+    """The row's text (inline or from ``text_file``); None when the file is absent;
+    Ellipsis when the row names no text at all (reported as malformed)."""
+    if row.get("text") not in (None, ""):
+        return str(row["text"]).strip()
+    if not row.get("text_file"):
+        problems.add("malformed_row", "rows with neither `text` nor `text_file`", [where])
+        return Ellipsis
+    path, _how = resolver.resolve(str(row["text_file"]))
+    if path is None:
+        return None
+    doc = read_document(path)
+    if doc.encoding not in ("utf-8", "utf-8-sig"):
+        problems.add("text_encoding_fallback", "texts that are not UTF-8 (decoded with a "
+                     "fallback encoding)", [rid], "warning")
+    return doc.text
+
+
+def make_manifest(params: ManifestParams, check: bool = False):
+    return load_manifest(params, check=check)

@@ -1,0 +1,100 @@
+"""The manifest layout: JSONL and CSV rows {image, text|text_file, labels, split, id}."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daer_core.errors import DataError
+from plugins.datasets.manifest import ManifestParams, load_manifest
+
+from dataset_fixtures import write_image
+
+
+def jsonl(root: Path, rows: list[dict], name: str = "manifest.jsonl") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def pairs(root: Path, n: int) -> list[dict]:
+    rows = []
+    for k in range(n):
+        write_image(root / "img" / f"{k}.jpg")
+        rows.append({"image": f"img/{k}.jpg", "text": f"caption {k}",
+                     "labels": ["dog", "cat"][k % 2]})
+    return rows
+
+
+def load(root, check=False, **kw):
+    return load_manifest(ManifestParams(root=str(root), **kw), check=check)
+
+
+def test_jsonl_names_inferred_and_seeded_split(tmp_path):
+    ds = load(jsonl(tmp_path, pairs(tmp_path, 10)))
+    assert ds.classes == ["cat", "dog"]
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [8, 1, 1]
+    rec = {r.id: r for s in ("train", "val", "test") for r in ds.split(s)}["row-2"]
+    assert rec.text == "caption 1" and rec.labels == (0,)  # ids are line numbers; cat
+
+
+def test_explicit_splits_multi_label_ids_and_text_files(tmp_path):
+    rows = pairs(tmp_path, 4)
+    rows[0].update(split="train", labels=["dog", "cat"], id="first")
+    rows[1].update(split="valid")
+    rows[2].update(split="test")
+    rows[3].update(split="train", text=None, text_file="t.txt")
+    (tmp_path / "t.txt").write_text("from a file")
+    ds = load(jsonl(tmp_path, rows))
+    assert [r.id for r in ds.split("train")] == ["first", "row-4"]
+    assert ds.split("train")[0].labels == (1, 0)
+    assert ds.split("train")[1].text == "from a file"
+    assert [r.id for r in ds.split("val")] == ["row-2"]
+    assert ds.report().info["multi_label"] is True
+
+
+def test_csv_with_index_labels_and_given_classes(tmp_path):
+    write_image(tmp_path / "a.png", fmt="PNG")
+    write_image(tmp_path / "b.jpg")
+    (tmp_path / "data.csv").write_text(
+        "image,text,labels,split\n"
+        'a.png,"a caption, with a comma",0;2,train\n'
+        "b.jpg,another,1,test\n")
+    ds = load(tmp_path / "data.csv", classes=["x", "y", "z"])
+    assert ds.split("train")[0].labels == (0, 2)
+    assert ds.split("train")[0].text == "a caption, with a comma"
+    assert ds.split("test")[0].labels == (1,)
+
+
+def test_bad_rows_are_named_by_line(tmp_path):
+    rows = pairs(tmp_path, 3)
+    rows[1]["labels"] = "horse"
+    rows[2]["split"] = "holdout"
+    root = jsonl(tmp_path, rows)
+    with open(root / "manifest.jsonl", "a") as f:
+        f.write("{not json\n")
+    rep = load(root, check=True, classes=["cat", "dog"]).report()
+    probs = {p.code: p.ids for p in rep.problems}
+    assert probs["bad_label"] == ["manifest.jsonl:2 ('horse')"]
+    assert probs["bad_split"] == ["manifest.jsonl:3"]
+    assert probs["malformed_row"][0].startswith("manifest.jsonl:4")
+    with pytest.raises(DataError, match="bad_label"):
+        load(root, classes=["cat", "dog"])
+
+
+def test_missing_image_error_then_skip(tmp_path):
+    rows = pairs(tmp_path, 5)
+    (tmp_path / "img" / "3.jpg").unlink()
+    root = jsonl(tmp_path, rows)
+    with pytest.raises(DataError, match="row-4"):
+        load(root)
+    ds = load(root, missing="skip")
+    assert "row-4" not in [r.id for s in ("train", "val", "test") for r in ds.split(s)]
+
+
+def test_mixed_names_and_indices_need_classes(tmp_path):
+    rows = pairs(tmp_path, 2)
+    rows[1]["labels"] = 0
+    with pytest.raises(DataError, match="mix class names and indices"):
+        load(jsonl(tmp_path, rows))
