@@ -48,7 +48,8 @@ class FolderIndex:
         index = cls(root)
         if not root.is_dir():
             return index
-        for dirpath, _dirs, files in os.walk(root):
+        for dirpath, dirs, files in os.walk(root):
+            dirs.sort()  # a stable order on every file system
             rel = Path(dirpath).relative_to(root)
             folder = normalize_name(rel.parts[0]) if rel.parts else ""
             for fname in sorted(files):
