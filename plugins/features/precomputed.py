@@ -1,0 +1,40 @@
+"""``precomputed``: use the features the dataset itself provides (a FeatureDataset).
+
+It transforms nothing: the benchmark runner sees ``uses_dataset_features`` and takes the
+image or text matrix of the dataset's :class:`~daer_core.interfaces.data.FeatureSplit`
+instead of calling ``transform``. Mixing is allowed: precomputed image features with TF-IDF
+computed from the dataset's raw texts, for instance.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from daer_core.interfaces.methods import FeatureExtractor
+
+
+class PrecomputedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: Literal["image", "text"] | None = Field(
+        None, description="restrict to one modality; default: whichever slot it is used in")
+
+
+class PrecomputedFeatures(FeatureExtractor):
+    uses_dataset_features = True
+
+    def __init__(self, modality: str | None = None):
+        self.modality = modality
+
+    def transform(self, items: Sequence) -> np.ndarray:
+        """Pass through rows that are already numbers; raw images or texts are an error."""
+        try:
+            arr = np.asarray(items, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.ndim != 2:
+            raise TypeError("precomputed: takes the dataset's own feature matrix; raw images"
+                            " or texts need an extractor such as backbone-pool or tfidf")
+        return arr

@@ -1,0 +1,64 @@
+"""TF-IDF text features (scikit-learn), the kind of 1000-d vector published with Wikipedia."""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from daer_core.interfaces.methods import FeatureExtractor
+
+from .textwords import check_texts
+
+
+class TfidfParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_features: int | None = Field(1000, ge=1, description="vocabulary size (most frequent"
+                                                             " terms); null keeps all")
+    min_df: int = Field(2, ge=1, description="ignore terms in fewer training documents")
+    max_df: float = Field(0.95, gt=0.0, le=1.0, description="ignore terms in a larger share of"
+                                                            " training documents")
+    stop_words: Literal["english"] | None = Field(
+        "english", description="scikit-learn's built-in English stop-word list, or null")
+    sublinear_tf: bool = Field(True, description="use 1 + log(tf) instead of raw counts")
+    ngram_max: int = Field(1, ge=1, le=3, description="longest word n-gram")
+    norm: Literal["l2", "l1"] | None = Field("l2", description="row normalisation")
+
+
+class TfidfFeatures(FeatureExtractor):
+    """Fits the vocabulary and IDF weights on training texts; rows are dense float64."""
+
+    modality = "text"
+
+    def __init__(self, max_features: int | None = 1000, min_df: int = 2, max_df: float = 0.95,
+                 stop_words: str | None = "english", sublinear_tf: bool = True,
+                 ngram_max: int = 1, norm: str | None = "l2"):
+        self.max_features, self.min_df, self.max_df = max_features, min_df, max_df
+        self.stop_words, self.sublinear_tf = stop_words, sublinear_tf
+        self.ngram_max, self.norm = ngram_max, norm
+
+    def fit(self, items: Sequence[str]) -> "TfidfFeatures":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = check_texts(items, "tfidf")
+        min_df = self.min_df if len(texts) >= self.min_df else 1
+        self.vectorizer_ = TfidfVectorizer(
+            max_features=self.max_features, min_df=min_df, max_df=self.max_df,
+            stop_words=self.stop_words, sublinear_tf=self.sublinear_tf,
+            ngram_range=(1, self.ngram_max), norm=self.norm, dtype=np.float64)
+        try:
+            self.vectorizer_.fit(texts)
+        except ValueError as exc:  # e.g. "empty vocabulary"
+            raise ValueError(f"tfidf: cannot build a vocabulary from {len(texts)} training"
+                             f" texts: {exc}") from None
+        return self
+
+    def transform(self, items: Sequence[str]) -> np.ndarray:
+        if not hasattr(self, "vectorizer_"):
+            raise RuntimeError("tfidf: call fit() on the training texts first")
+        return self.vectorizer_.transform(check_texts(items, "tfidf")).toarray()
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self.vectorizer_.get_feature_names_out())
