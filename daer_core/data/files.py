@@ -22,6 +22,8 @@ EXTENSION_FORMATS: dict[str, str] = {
     ".pgm": "PPM", ".pbm": "PPM",
 }
 IMAGE_EXTENSIONS = frozenset(EXTENSION_FORMATS)
+#: files that file managers leave in image folders; never data
+JUNK_FILES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
 
@@ -49,10 +51,12 @@ class FolderIndex:
         if not root.is_dir():
             return index
         for dirpath, dirs, files in os.walk(root):
-            dirs.sort()  # a stable order on every file system
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # stable, no hidden
             rel = Path(dirpath).relative_to(root)
             folder = normalize_name(rel.parts[0]) if rel.parts else ""
             for fname in sorted(files):
+                if fname.startswith(".") or fname.lower() in JUNK_FILES:
+                    continue
                 stem, ext = os.path.splitext(fname)
                 if exts is not None and ext.strip().lower() not in exts:
                     continue

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from daer_core.data.files import FolderIndex, normalize_name
+from daer_core.data.files import IMAGE_EXTENSIONS, FolderIndex, normalize_name
 from daer_core.data.splits import stratified_assign
 from daer_core.data.text import read_document
 from daer_core.errors import DataError
@@ -43,7 +43,8 @@ def _class_folders(folder: Path) -> dict[str, str]:
     """Normalised class name -> actual folder name, for the sub-folders of ``folder``."""
     if not folder.is_dir():
         return {}
-    return {normalize_name(p.name): p.name for p in sorted(folder.iterdir()) if p.is_dir()}
+    return {normalize_name(p.name): p.name for p in sorted(folder.iterdir())
+            if p.is_dir() and not p.name.startswith(".")}
 
 
 def load_pascal(params: PascalParams, *, check: bool = False):
@@ -58,7 +59,7 @@ def load_pascal(params: PascalParams, *, check: bool = False):
     problems = ProblemLog()
     img_classes, txt_classes = _class_folders(img_root), _class_folders(txt_root)
     classes = sorted(set(img_classes) | set(txt_classes))
-    images = FolderIndex.build(img_root)
+    images = FolderIndex.build(img_root, IMAGE_EXTENSIONS)
 
     # each (class, stem) seen in either tree is one expected pair
     pairs: dict[tuple[str, str], Path | None] = {}
@@ -66,7 +67,7 @@ def load_pascal(params: PascalParams, *, check: bool = False):
         folder = txt_root / txt_classes[cls] if cls in txt_classes else None
         if folder is not None:
             for p in sorted(folder.iterdir()):
-                if p.is_file():
+                if p.is_file() and p.suffix.lower() == ".txt" and not p.name.startswith("."):
                     pairs[(cls, normalize_name(p.stem))] = p
     owner: dict[str, str] = {}
     for (cls, stem) in list(pairs):

@@ -57,6 +57,8 @@ def test_quirks_format_spaces_duplicates_and_odd_sentence_counts(tmp_path):
     write_image(root / "dataset" / "bird" / "cat_003.jpg", colour=(0, 0, 255))  # duplicate id
     (root / "sentence" / "cat" / "cat_004.txt").write_text("Only one.\n")
     (root / "sentence" / "cat" / "cat_005.txt").write_bytes("Un caf\xe9.\n".encode("cp1252"))
+    (root / "dataset" / "cat" / "Thumbs.db").write_bytes(b"junk")  # file-manager litter
+    (root / "dataset" / ".hidden").mkdir()
     ds = load(root, check=True)
     rep = ds.report()
     assert rep.usable
