@@ -15,7 +15,7 @@ never raised, and the layouts run slower checks (image headers) too.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 

@@ -224,8 +224,9 @@ def _load_common(params: FeaturesParams, source: Path, arrays, problems: Problem
             continue
         absent = [p for p, k in keys.items() if k is None]
         if absent:
-            problems.add("incomplete_split", f"{split}: found {', '.join(k for k in keys.values() if k)}"
-                         f" but no {' / '.join(absent)} array", [split])
+            found = ", ".join(k for k in keys.values() if k)
+            problems.add("incomplete_split", f"{split}: found {found} but no "
+                         f"{' / '.join(absent)} array", [split])
             continue
         image, text = _matrix(arrays, keys["image"], source), _matrix(arrays, keys["text"], source)
         labels = _labels(arrays[keys["labels"]], keys["labels"], source)

@@ -80,7 +80,8 @@ def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.add("malformed_row", "lines that are not JSON objects", [f"{where} ({exc.msg})"])
+            problems.add("malformed_row", "lines that are not JSON objects",
+                         [f"{where} ({exc.msg})"])
             continue
         if not isinstance(row, dict):
             problems.add("malformed_row", "lines that are not JSON objects", [where])

@@ -321,6 +321,8 @@ class ShapesDataset(PairDataset):
 
     def report(self) -> DataReport:
         rep = super().report()
+        rep.class_counts = {s: {c: per.get(c, 0) for c in self.classes}
+                            for s, per in rep.class_counts.items()}
         rep.layout, rep.root = "shapes", "(generated)"
         rep.info = {"generated": True, "params": self.params.model_dump(mode="json")}
         return rep
