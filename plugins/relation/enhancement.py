@@ -44,22 +44,28 @@ class _SignedPowerFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, k: torch.Tensor, eps: float) -> torch.Tensor:
-        kx = k.to(x.dtype)
-        y = torch.sign(x) * x.abs().pow(kx)
+        xf = _wide(x)  # bf16/fp16 inputs are computed in float32, returned in their dtype
+        kx = k.to(xf.dtype)
+        y = torch.sign(xf) * xf.abs().pow(kx)
         ctx.save_for_backward(x, y, k)
         ctx.eps = eps
-        return y
+        return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, y, k = ctx.saved_tensors
-        a = x.abs().clamp_min(ctx.eps)
-        kx = k.to(x.dtype)
-        grad_x = grad * kx * a.pow(kx - 1) if ctx.needs_input_grad[0] else None
+        xf, gf = _wide(x), grad.to(y.dtype)
+        a = xf.abs().clamp_min(ctx.eps)
+        kx = k.to(xf.dtype)
+        grad_x = (gf * kx * a.pow(kx - 1)).to(x.dtype) if ctx.needs_input_grad[0] else None
         grad_k = None
         if ctx.needs_input_grad[1]:
-            grad_k = (grad * y * torch.log(a)).sum().to(k.dtype).reshape(k.shape)
+            grad_k = (gf * y * torch.log(a)).sum().to(k.dtype).reshape(k.shape)
         return grad_x, grad_k, None
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def signed_power(x: torch.Tensor, k: float | torch.Tensor, grad_eps: float = 1e-3) -> torch.Tensor:

@@ -61,7 +61,7 @@ def test_attention_sits_before_the_residual_sum():
     enc = build(attention=lambda c: Zero())
     enc.eval()
     x = torch.randn(1, 16, 16, 16)
-    block = enc.features[2 - 1]  # features.1: 16 -> 16, stride 1, has the shortcut
+    block = enc.features[1]  # features.1: 16 -> 16, stride 1, has the shortcut
     assert block.use_res_connect
     assert torch.equal(block(x), x)  # branch zeroed by the attention, shortcut kept
 

@@ -92,3 +92,11 @@ def test_frobenius_loss_by_hand():
     assert FrobeniusParams().reduction == "sum"
     with pytest.raises(ValueError, match="shape"):
         FrobeniusLoss()(scores, target.T)
+
+
+def test_signed_power_keeps_low_precision_dtypes():
+    x = torch.tensor([-4.0, 0.0, 9.0], dtype=torch.bfloat16, requires_grad=True)
+    y = signed_power(x, 0.5)
+    assert y.dtype == torch.bfloat16 and y.tolist() == [-2.0, 0.0, 3.0]
+    y.sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad).all()
