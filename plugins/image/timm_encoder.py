@@ -20,12 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from daer_core.attention import attention_modules, insert_attention
+from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 
 from .weights import (KeyMapping, LoadReport, WeightsError, find_package_weights,
                              load_weights_file)
 
 log = logging.getLogger(__name__)
+
+KEY = "pipeline.image.encoder.params"
 
 #: the module inside each known residual block type whose output is the end of the residual
 #: branch — attention placed there acts before the skip addition (the paper's Figure 2)
@@ -37,6 +40,10 @@ PRE_RESIDUAL: dict[str, str] = {
     "Bottleneck": "bn3",              # ResNet family
     "BasicBlock": "bn2",
 }
+
+
+#: where image attention goes in each block (see :func:`attention_places`)
+Places = Literal["pre-residual", "block-output"]
 
 
 class TimmParams(BaseModel):
@@ -62,7 +69,7 @@ class TimmParams(BaseModel):
         "auto", description="input side in pixels; auto = the dataset's native image size "
         "when it has one, else the model's default input size (224 for most)")
     out_dim: int = Field(300, ge=1, description="embedding width after the projection")
-    attention_places: Literal["pre-residual", "block-output"] = Field(
+    attention_places: Places = Field(
         "pre-residual", description="where image attention goes in each block: at the end of"
         " the residual branch (before the skip addition) or on the block output")
     attention_stages: list[int] | None = Field(
@@ -111,7 +118,7 @@ def _head_keys(model: nn.Module) -> list[str]:
 def build_timm_model(model: str, *, num_classes: int | None = None, weights_path: str | None = None,
                      weights_package: str | None = None, weights_file: str | None = None,
                      key_mapping: KeyMapping = "by-name", drop_rate: float = 0.0,
-                     key_prefix: str = "pipeline.image.encoder.params"
+                     key_prefix: str = KEY
                      ) -> tuple[nn.Module, LoadReport | None]:
     """A timm model (``pretrained=False``) with weights from a local file or package.
 
@@ -164,12 +171,12 @@ def _stages(net: nn.Module) -> list[list[str]]:
     layers = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(net, n)]
     if layers:  # ResNet family
         return [children(n, getattr(net, n)) for n in layers]
-    raise WeightsError(
+    raise ConfigError(
         f"timm model {type(net).__name__} has no blocks / stages / layer1..4 to place image "
         "attention in; name the places with attention_modules")
 
 
-def attention_places(net: nn.Module, places: Literal["pre-residual", "block-output"] = "pre-residual",
+def attention_places(net: nn.Module, places: Places = "pre-residual",
                      stages: list[int] | None = None) -> list[str]:
     """Where image attention goes in a timm backbone, one place per residual block.
 
@@ -183,18 +190,29 @@ def attention_places(net: nn.Module, places: Literal["pre-residual", "block-outp
     if stages is not None:
         bad = [s for s in stages if not 0 <= s < len(grouped)]
         if bad:
-            raise WeightsError(f"attention_stages {bad} out of range: the backbone has "
+            raise ConfigError(f"attention_stages {bad} out of range: the backbone has "
                                f"{len(grouped)} stages (0..{len(grouped) - 1})")
         grouped = [grouped[s] for s in stages]
     out = []
     for name in (b for stage in grouped for b in stage):
         block = net.get_submodule(name)
         inner = PRE_RESIDUAL.get(type(block).__name__)
-        if places == "pre-residual" and inner and isinstance(getattr(block, inner, None), nn.Module):
+        if (places == "pre-residual" and inner
+                and isinstance(getattr(block, inner, None), nn.Module)):
             out.append(f"{name}.{inner}")
         else:
             out.append(name)
     return out
+
+
+def _feature_dim(net: nn.Module, sample: torch.Tensor) -> int:
+    """Width of the pooled features, measured (some models add a head conv after pooling)."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        out = net(sample)
+    net.train(was_training)
+    return int(out.shape[-1])
 
 
 class TimmImageEncoder(ImageEncoder):
@@ -217,14 +235,23 @@ class TimmImageEncoder(ImageEncoder):
         self.mean = tuple(cfg.get("mean") or (0.485, 0.456, 0.406))
         self.std = tuple(cfg.get("std") or (0.229, 0.224, 0.225))
         self.interpolation = str(cfg.get("interpolation") or "bilinear")
+        if cfg.get("fixed_input_size") and self.image_size != default_size:
+            raise ConfigError(f"{KEY}.size: timm model {params.model!r} only takes "
+                              f"{default_size} px inputs, got size {self.image_size}")
+        sample = torch.zeros(1, 3, self.image_size, self.image_size)
+        self.feature_dim = _feature_dim(backbone, sample)
         self.attention_names: list[str] = []
         if attention is not None:  # after the weights: wrapping renames inner parameters
             places = params.attention_modules or attention_places(
                 backbone, params.attention_places, params.attention_stages)
-            sample = torch.zeros(1, 3, self.image_size, self.image_size)
-            self.attention_names = insert_attention(backbone, attention, places, sample)
+            try:
+                self.attention_names = insert_attention(backbone, attention, places, sample)
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ConfigError(f"{KEY}: cannot place image attention in timm model "
+                                  f"{params.model!r} at {places[:3]}...: {exc} (name (B, C, H, W)"
+                                  " places with attention_modules, or drop "
+                                  "pipeline.image.attention)") from None
         self.backbone = backbone
-        self.feature_dim = int(backbone.num_features)
         self.proj = nn.Linear(self.feature_dim, params.out_dim)
         self.out_dim = params.out_dim
         if params.freeze:

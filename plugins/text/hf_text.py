@@ -14,7 +14,6 @@ is ignored, because a transformer only understands its own vocabulary.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -81,21 +80,14 @@ def resolve_model_dir(params: HFTextParams) -> Path:
 
 
 def _load(model_dir: Path):
-    """Tokenizer and model from ``model_dir`` with every network access switched off."""
+    """Tokenizer and model from ``model_dir``; ``local_files_only`` rules out any hub request."""
     from transformers import AutoModel, AutoTokenizer
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - reported with the config key and path
         raise ConfigError(f"{KEY}: cannot load a transformers model from {str(model_dir)!r}:"
                           f" {type(exc).__name__}: {exc}") from None
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
     return tokenizer, model
 
 

@@ -121,3 +121,15 @@ def test_registry_params_and_ignored_word_tokenizer(tiny_bert):
                      tokenizer=lambda text: text.split(), attention=None)
     assert enc.out_dim == 5 and enc(enc.prepare(["a cat on the mat"])).shape == (1, 5)
     assert enc.export_state() == {"model_dir": str(tiny_bert)}
+
+
+def test_loading_makes_no_network_connection(tiny_bert, monkeypatch):
+    import socket
+
+    def refuse(*_a, **_k):
+        raise AssertionError("hf-text tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    enc = encoder(tiny_bert)
+    assert enc(enc.prepare(["a cat"])).shape == (1, 6)

@@ -65,3 +65,30 @@ def test_registered_under_their_names():
     assert fusion.out_dim == 9
     rel = reg.create("relation", "cosine", {}, fused_dim=9, text_dim=4, image_dim=4)
     assert rel.score(torch.randn(2, 4), torch.randn(3, 4)).shape == (2, 3)
+
+
+SMALL = ["pipeline.text.encoder.params={vector_size: 8, hidden_size: 8, out_dim: 12}",
+         "pipeline.text.attention=null", "pipeline.image.attention=null"]
+
+
+def test_pipelines_with_product_and_cosine_score_all_pairs():
+    from daer_core.config import load_run_config
+    from daer_core.pipeline import build_pipeline
+    product = load_run_config(None, preset="daer", overrides=[
+        *SMALL, "pipeline.image.encoder.params={out_dim: 10}", "pipeline.fusion.name=product",
+        "pipeline.fusion.params={width: 20}", "pipeline.relation.params={in_dim: 20, hidden: [8]}"])
+    model, _ = build_pipeline(product, native_image_size=32)
+    assert model.fusion.out_dim == 20
+    assert model.pair_scores(torch.randn(3, 12), torch.randn(4, 10)).shape == (3, 4)
+
+    cosine = load_run_config(None, preset="daer", overrides=[
+        *SMALL, "pipeline.image.encoder.params={out_dim: 12}", "pipeline.relation.name=cosine"])
+    model, _ = build_pipeline(cosine, native_image_size=32)
+    assert model.two_tower and model.fusion is None
+    scores = model.score_matrix(torch.randn(5, 12), torch.randn(7, 12), block_size=3)
+    assert scores.shape == (5, 7) and ((scores > 0) & (scores < 1)).all()
+
+    mismatched = load_run_config(None, preset="daer", overrides=[
+        *SMALL, "pipeline.image.encoder.params={out_dim: 10}", "pipeline.relation.name=cosine"])
+    with pytest.raises(DimensionMismatchError, match="outputs 12 and the image encoder 10"):
+        build_pipeline(mismatched, native_image_size=32)

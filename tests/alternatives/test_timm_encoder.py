@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 from daer_core.attention import attention_modules
+from daer_core.errors import ConfigError
 from plugins.image.timm_encoder import (TimmImageEncoder, TimmParams, attention_places,
                                         build_timm_model)
 from plugins.image.weights import WeightsError
@@ -96,7 +97,7 @@ def test_places_options():
     net, _ = build_timm_model(MODEL, num_classes=0)
     assert attention_places(net, "block-output", stages=[1]) == ["blocks.1.0", "blocks.1.1"]
     assert attention_places(net, "pre-residual", stages=[6]) == ["blocks.6.0.bn3"]
-    with pytest.raises(WeightsError, match=r"attention_stages \[9\] out of range.*7 stages"):
+    with pytest.raises(ConfigError, match=r"attention_stages \[9\] out of range.*7 stages"):
         attention_places(net, stages=[9])
     enc = TimmImageEncoder(TimmParams(model=MODEL, size=32, attention_modules=["blocks.6.0"]),
                            attention=Gate)
@@ -128,7 +129,8 @@ def test_size_auto_and_transform_use_model_statistics():
 def test_params_errors_are_clear():
     from registry import load_plugins
     reg = load_plugins().registry
-    with pytest.raises(ParamsError, match="unknown timm model 'efficientnet_lit0'.*efficientnet_lite0"):
+    with pytest.raises(ParamsError,
+                       match="unknown timm model 'efficientnet_lit0'.*efficientnet_lite0"):
         reg.create("image_encoder", "timm", {"model": "efficientnet_lit0"})
     with pytest.raises(ParamsError, match="weights_path or weights_package, not both"):
         reg.create("image_encoder", "timm", {"weights_path": "a.pth", "weights_package": "b"})
@@ -142,3 +144,32 @@ def test_random_init_is_logged(caplog):
     with caplog.at_level("WARNING"):
         TimmImageEncoder(TimmParams(model=MODEL, size=32))
     assert "random initialisation" in caplog.text
+
+
+def test_loading_makes_no_network_connection(checkpoint, monkeypatch):
+    import socket
+
+    def refuse(*_a, **_k):
+        raise AssertionError("timm encoder tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    folder, _ = checkpoint
+    params = TimmParams(model=MODEL, size=32, weights_path=str(folder / "by_name.pth"))
+    enc = TimmImageEncoder(params)
+    assert enc.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 300)
+
+
+def test_other_timm_layouts():
+    resnet, _ = build_timm_model("resnet18", num_classes=0)
+    assert attention_places(resnet)[:2] == ["layer1.0.bn2", "layer1.1.bn2"]  # BasicBlock
+    # MobileNetV3 adds a 1x1 head conv after pooling: the width is measured, not assumed
+    mnv3 = TimmImageEncoder(TimmParams(model="mobilenetv3_small_050", size=32, out_dim=3),
+                            attention=Gate)
+    assert mnv3.feature_dim == 1024 and mnv3.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert mnv3.attention_names[-1] == "blocks.5.0.attention"  # ConvBnAct: block output
+    with pytest.raises(ConfigError, match="only takes 224 px inputs"):
+        TimmImageEncoder(TimmParams(model="vit_tiny_patch16_224", size=32))
+    with pytest.raises(ConfigError,
+                       match=r"cannot place image attention.*expected a \(B, C, H, W\)"):
+        TimmImageEncoder(TimmParams(model="vit_tiny_patch16_224", size=224), attention=Gate)
