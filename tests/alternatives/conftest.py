@@ -32,5 +32,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _few_threads():
+    old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
+    torch.set_num_threads(old)
