@@ -102,12 +102,16 @@ def run_list(args: argparse.Namespace) -> int:
     for p in plugins:
         dist = f"{p['distribution']} {p['version'] or ''}".strip() if p["distribution"] else "-"
         detail = p["error"] if p["status"] == "failed" else (
-            f"{len(p['provides'])} entries" if p["status"] == "loaded" else "disabled by request")
+            _entries(len(p["provides"])) if p["status"] == "loaded" else "disabled by request")
         rows.append([p["name"], p["status"].upper() if p["status"] == "failed" else p["status"],
                      p["module"], dist, detail])
     out.extend(_table(rows) or ["  (none: autoload is off and no -p/DAER_PLUGINS module given)"])
     print("\n".join(out))
     return EXIT_OK
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
 
 
 def _provider(entry: dict[str, Any]) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from daer_fake_pipeline import BASE_PRESET
-from daer_testkit import FAKE, default_plugin_names
 
 import registry
+from daer_fake_pipeline import BASE_PRESET
+from daer_testkit import FAKE, default_plugin_names
 
 
 def listing(cli, *extra, **kw) -> dict:
