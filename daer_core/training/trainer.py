@@ -208,7 +208,8 @@ class Trainer:
                     log.warning("skipping pair %s: %s", rid, reason)
                     self.state.skipped_ids.append(rid)
                     self._log("skip", id=rid, reason=reason)
-            if len(batch.ids) < 2 and stage == "relation" or not batch.ids:
+            if not batch.ids or (len(batch.ids) < 2 and stage != "text"):
+                # a lone image cannot be batch-normalised, and a lone pair has no negatives
                 continue
             labels = batch.labels.to(self.device)
             with self._autocast():

@@ -73,6 +73,11 @@ class Word2VecLSTMParams(BaseModel):
     unk: Literal["learned", "zero"] = Field(
         "learned", description="<unk> vector: learned (starts at the mean word vector) or a "
                                "fixed zero vector")
+    normalize: Literal["standardize", "none"] = Field(
+        "standardize", description="rescale the word vectors per dimension to zero mean and "
+                                   "unit variance over the vocabulary, so the LSTM sees "
+                                   "unit-scale inputs (Word2Vec trained on a small corpus gives "
+                                   "vectors of norm ~0.5, which leave the LSTM nearly constant)")
     freeze_embeddings: bool = Field(
         True, description="keep the Word2Vec vectors fixed (they are features, §3.1); false "
                           "fine-tunes them with the LSTM")
@@ -147,6 +152,11 @@ class Word2VecLSTMEncoder(TextEncoder):
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.source = source
         weights = None
+        if vectors is not None and self.params.normalize == "standardize" and len(vectors) > 1:
+            vectors = np.asarray(vectors, dtype=np.float64)
+            std = vectors.std(axis=0)
+            vectors = ((vectors - vectors.mean(axis=0)) / np.where(std > 0, std, 1.0)
+                       ).astype(np.float32)
         if vectors is not None:
             weights = np.zeros((len(self.vocab), self.params.vector_size), dtype=np.float32)
             weights[2:] = vectors

@@ -144,13 +144,22 @@ def test_vector_files_in_every_format_are_detected_and_read(tmp_path):
     kv, files = write_vectors(tmp_path)
     for fmt, path in files.items():
         assert detect_format(path) == fmt
-        enc = encoder(vectors_path=str(path))
+        enc = encoder(vectors_path=str(path), normalize="none")
         enc.fit(["a red circle and a blue square", "red red green"])
         assert set(enc.vocab[2:]) == {"red", "circle", "blue", "square"}  # corpus words only
         # "Red" in the file answers for the lowercase token "red"
         assert np.allclose(enc.embedding.weight[enc.index["red"]].detach().numpy(), kv["Red"],
                            atol=1e-5), fmt
         assert enc.fit_report["training_words_as_unk"] == 3  # a, and, green
+
+
+def test_word_vectors_are_standardised_per_dimension_by_default(tmp_path):
+    _, files = write_vectors(tmp_path)
+    enc = encoder(vectors_path=str(files["word2vec-text"]))
+    enc.fit(["a red circle and a blue square"])
+    rows = enc.embedding.weight[2:].detach().numpy()   # the real words, not <pad>/<unk>
+    assert np.allclose(rows.mean(axis=0), 0, atol=1e-5)
+    assert np.allclose(rows.std(axis=0), 1, atol=1e-4)
 
 
 def test_vector_file_without_fit_and_whole_vocabulary(tmp_path):
