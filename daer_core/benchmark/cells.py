@@ -1,0 +1,128 @@
+"""One cell of the benchmark: a method fitted on one dataset for one run, then ranked.
+
+Fit time is wall-clock seconds of ``fit`` (for DAER: the whole training call); peak memory
+is the peak of Python-level allocations seen by :mod:`tracemalloc` during that call, which
+includes NumPy arrays but not memory that native libraries (BLAS workspaces, PyTorch tensors)
+allocate on their own.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+import tracemalloc
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..errors import DaerError
+from ..evaluation.metrics import retrieval_report
+from .config import DatasetEntry, MethodEntry
+from .data import BenchmarkData
+
+log = logging.getLogger(__name__)
+
+
+class CellError(DaerError):
+    """A cell that could not be computed; the message names the method, dataset and run."""
+
+
+@dataclass
+class Measured:
+    metrics: dict
+    fit_seconds: float
+    peak_memory_mb: float
+    n_train: int
+    n_eval: int
+
+
+@contextmanager
+def measure() -> Iterator[dict]:
+    """Wall time and tracemalloc peak (MB) of the block, stored in the yielded dict."""
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    out: dict = {}
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+        out["peak_mb"] = max(0, tracemalloc.get_traced_memory()[1] - base) / 2 ** 20
+        if started_here:
+            tracemalloc.stop()
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    norm = np.linalg.norm(a, axis=1, keepdims=True)
+    return a / np.where(norm > 0, norm, 1.0)
+
+
+def baseline_params(registry, entry: MethodEntry, seed: int) -> dict[str, Any]:
+    """The method's params; a ``seed`` field the config leaves unset gets the run's seed."""
+    params = dict(entry.params)
+    spec = registry.get("method", entry.name)
+    if "seed" in spec.params.model_fields and "seed" not in params:
+        params["seed"] = seed
+    return params
+
+
+def run_baseline(registry, entry: MethodEntry, data: BenchmarkData, rows: np.ndarray,
+                 seed: int) -> Measured:
+    """Fit a registered method on the resampled training rows and rank the evaluation split."""
+    method = registry.create("method", entry.name, baseline_params(registry, entry, seed))
+    train = data.train
+    labels = np.asarray(train.labels)[rows]
+    with measure() as m:
+        method.fit(np.asarray(train.image)[rows], np.asarray(train.text)[rows], labels)
+    ev = data.evaluate
+    img = _unit_rows(method.transform_image(ev.image))
+    txt = _unit_rows(method.transform_text(ev.text))
+    if img.shape[1] != txt.shape[1]:
+        raise CellError(f"method {entry.name!r} mapped images to {img.shape[1]} and texts to"
+                        f" {txt.shape[1]} dimensions; a common space needs one width")
+    metrics = retrieval_report(txt @ img.T, ev.labels, ev.labels)
+    return Measured(metrics, m["seconds"], m["peak_mb"], len(rows), len(ev.labels))
+
+
+def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int) -> dict[str, Any]:
+    """The run config handed to the trainer: the method's ``daer`` block, the run's seed, and
+    the dataset entry's ``daer_dataset`` (else its ``dataset``) unless the block names one."""
+    cfg = copy.deepcopy(entry.daer or {})
+    cfg["seed"] = seed
+    if "dataset" not in cfg:
+        ref = dataset.daer_dataset or dataset.dataset
+        cfg["dataset"] = ref.model_dump()
+    return cfg
+
+
+def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Path,
+             train_fn: Callable[..., dict] | None = None) -> Measured:
+    """Train and evaluate DAER through the core training API (imported only when needed).
+
+    An interrupted cell resumes from its last checkpoint; a folder left without any
+    checkpoint (interrupted before the first) is cleared and the run starts over.
+    """
+    if train_fn is None:
+        from ..training.api import train_and_evaluate as train_fn
+    cfg = daer_run_config(entry, dataset, seed)
+    latest = cell_dir / "checkpoints" / "LATEST"
+    resume = latest.is_file()
+    if not resume and cell_dir.exists():
+        log.warning("%s holds an interrupted run with no checkpoint; starting it over", cell_dir)
+        shutil.rmtree(cell_dir)
+    with measure() as m:
+        metrics = train_fn(cfg, cell_dir, resume=resume)
+    for key in ("i2t", "t2i", "avg", "chance"):
+        if key not in metrics:
+            raise CellError(f"the trainer's metrics lack {key!r} (got {sorted(metrics)})")
+    n_train = int(metrics.get("n_train", 0) or 0)
+    n_eval = int(metrics.get("n_eval", metrics.get("i2t_detail", {}).get("queries", 0)) or 0)
+    return Measured(metrics, m["seconds"], m["peak_mb"], n_train, n_eval)

@@ -1,0 +1,206 @@
+"""The cell loop of ``daer benchmark``: every (method, dataset, run), each saved when done.
+
+Order: datasets, then methods, then runs. A dataset's features are loaded only if one of its
+baseline cells still has to run, so a finished benchmark re-run only rewrites the report.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..errors import ConfigError
+from .cells import CellError, Measured, daer_run_config, run_baseline, run_daer
+from .config import BenchmarkConfig
+from .data import BenchmarkData, load_benchmark_data, resample_indices, spec_hash
+from .plots import plot_map_bars
+from .report import ResultIndex, render_markdown
+from .results import CellResult, ResultsTable
+
+log = logging.getLogger(__name__)
+
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+FIGURE = "map_bars.png"
+
+
+@dataclass
+class BenchmarkOutcome:
+    out_dir: Path
+    results_csv: Path
+    results_md: Path
+    figure: Path | None
+    computed: list[tuple[str, str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, str, int]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    markdown: str = ""
+
+
+def check_components(config: BenchmarkConfig, registry) -> None:
+    """Every component name and params in the config, checked before any cell runs.
+
+    Raises one :class:`ConfigError` listing each problem with its key path, so a typo in the
+    last method does not surface after an hour of computing the first ones.
+    """
+    from registry import RegistryError
+
+    problems: list[str] = []
+
+    def check(kind: str, ref_name: str, params: dict, where: str) -> None:
+        try:
+            registry.get(kind, ref_name).validate_params(params)
+        except RegistryError as exc:
+            problems.append(f"{where}: {exc}")
+
+    for key, d in config.datasets.items():
+        check("dataset", d.dataset.name, d.dataset.params, f"datasets.{key}.dataset")
+        for slot in ("image_features", "text_features"):
+            ref = getattr(d, slot)
+            check("feature_extractor", ref.name, ref.params, f"datasets.{key}.{slot}")
+    for key, m in config.methods.items():
+        if m.kind == "baseline":
+            check("method", m.name, m.params, f"methods.{key}")
+            continue
+        from ..config.loading import load_run_config
+        for dkey, d in config.datasets.items():
+            try:
+                load_run_config(daer_run_config(m, d, config.seed), registry=registry)
+            except ConfigError as exc:
+                problems.append(f"methods.{key}.daer (dataset {dkey}): {exc}")
+    if problems:
+        raise ConfigError("benchmark config problems:\n  " + "\n  ".join(problems))
+
+
+def cell_hash(config: BenchmarkConfig, method: str, dataset: str, run: int) -> str:
+    """What a cell's result depends on; a change makes a resumed benchmark recompute it."""
+    entry = config.methods[method]
+    spec = {"method": entry.model_dump(), "run": run, "seed": config.seed + run,
+            "dataset": config.datasets[dataset].model_dump(exclude={"label"}),
+            "eval_split": config.eval_split}
+    if entry.kind == "baseline":
+        spec["resample"] = config.resample.model_dump()
+    return spec_hash(spec)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
+
+
+def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None,
+                  daer_train_fn: Callable[..., dict] | None = None,
+                  progress: bool = True) -> BenchmarkOutcome:
+    """Compute every missing cell, then write ``results.md`` and the bar plot.
+
+    ``daer_train_fn`` replaces :func:`daer_core.training.api.train_and_evaluate` (tests).
+    """
+    if registry is None:
+        from registry import get_registry
+        registry = get_registry()
+    check_components(config, registry)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.yaml").write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    table = ResultsTable(out_dir / RESULTS_CSV)
+    outcome = BenchmarkOutcome(out_dir, table.path, out_dir / RESULTS_MD, None)
+    sources: dict[str, str] = {}
+
+    cells = [(d, m, r) for d in config.datasets for m in config.methods
+             for r in range(config.runs)]
+    pending = [c for c in cells
+               if not table.done((c[1], c[0], c[2]), cell_hash(config, c[1], c[0], c[2]))]
+    outcome.skipped = [(m, d, r) for d, m, r in cells if (d, m, r) not in pending]
+    if outcome.skipped:
+        log.info("%d of %d cells already in %s; skipping them", len(outcome.skipped),
+                 len(cells), table.path)
+    data: dict[str, BenchmarkData] = {}
+    bar = _progress(len(pending), progress)
+    error: BaseException | None = None
+    try:
+        for d, m, r in pending:
+            bar.set_description(f"{m} / {d} / run {r}")
+            try:
+                measured = _run_cell(config, registry, d, m, r, data, sources, out_dir,
+                                     daer_train_fn)
+            except Exception as exc:  # noqa: BLE001 - reported with the cell's name
+                msg = f"{m} on {d}, run {r}: {type(exc).__name__}: {exc}"
+                if config.on_error == "stop":
+                    error = CellError(f"cell failed: {msg} (finished cells are saved in"
+                                      f" {table.path}; run the same command to resume)")
+                    error.__cause__ = exc
+                    break
+                log.error("cell failed: %s", msg)
+                outcome.failures.append(msg)
+                bar.update(1)
+                continue
+            entry = config.methods[m]
+            table.add(CellResult(
+                method=m, dataset=d, run=r, seed=config.seed + r, kind=entry.kind,
+                i2t=float(measured.metrics["i2t"]), t2i=float(measured.metrics["t2i"]),
+                avg=float(measured.metrics["avg"]), chance=float(measured.metrics["chance"]),
+                fit_seconds=measured.fit_seconds, peak_memory_mb=measured.peak_memory_mb,
+                n_train=measured.n_train, n_eval=measured.n_eval,
+                config_hash=cell_hash(config, m, d, r),
+                finished_at=time.strftime("%Y-%m-%dT%H:%M:%S")))
+            outcome.computed.append((m, d, r))
+            log.info("%s / %s / run %d: i2t %.3f  t2i %.3f  avg %.3f  fit %.2fs  peak %.1f MB",
+                     m, d, r, measured.metrics["i2t"], measured.metrics["t2i"],
+                     measured.metrics["avg"], measured.fit_seconds, measured.peak_memory_mb)
+            bar.update(1)
+    finally:
+        bar.close()
+        _write_report(config, table, outcome, sources)
+    if error is not None:
+        raise error
+    return outcome
+
+
+def _run_cell(config, registry, d, m, r, data, sources, out_dir, daer_train_fn) -> Measured:
+    entry, ds_entry, seed = config.methods[m], config.datasets[d], config.seed + r
+    if entry.kind == "daer":
+        cell_dir = out_dir / "daer" / _safe(m) / _safe(d) / f"run-{r}"
+        return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn)
+    if d not in data:
+        data[d] = load_benchmark_data(d, ds_entry, config.eval_split, registry,
+                                      out_dir / "cache")
+        sources[d] = data[d].source
+    rows = resample_indices(len(data[d].train.labels), config.resample, seed)
+    return run_baseline(registry, entry, data[d], rows, seed)
+
+
+def _write_report(config, table: ResultsTable, outcome: BenchmarkOutcome, sources) -> None:
+    current = [c for c in table.rows.values()
+               if c.method in config.methods and c.dataset in config.datasets
+               and c.run < config.runs and c.config_hash == cell_hash(config, c.method,
+                                                                      c.dataset, c.run)]
+    figure = None
+    if current:
+        figure = plot_map_bars(ResultIndex(config, current), outcome.out_dir / FIGURE)
+        outcome.figure = figure
+    outcome.markdown = render_markdown(config, current, sources,
+                                       figure.name if figure else None, outcome.failures)
+    tmp = outcome.results_md.with_name(RESULTS_MD + ".tmp")
+    tmp.write_text(outcome.markdown, encoding="utf-8")
+    tmp.replace(outcome.results_md)
+
+
+class _NoBar:
+    def set_description(self, *_a):
+        pass
+
+    def update(self, *_a):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, unit="cell")
