@@ -123,6 +123,15 @@ def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Pat
     for key in ("i2t", "t2i", "avg", "chance"):
         if key not in metrics:
             raise CellError(f"the trainer's metrics lack {key!r} (got {sorted(metrics)})")
-    n_train = int(metrics.get("n_train", 0) or 0)
-    n_eval = int(metrics.get("n_eval", metrics.get("i2t_detail", {}).get("queries", 0)) or 0)
-    return Measured(metrics, m["seconds"], m["peak_mb"], n_train, n_eval)
+    return Measured(metrics, m["seconds"], m["peak_mb"], _split_size(cell_dir, "train"),
+                    int(metrics.get("pairs") or metrics.get("i2t_detail", {}).get("queries") or 0))
+
+
+def _split_size(run_dir: Path, split: str) -> int:
+    """Pairs in one split of a DAER run, from the ``split.json`` the trainer writes (0 if absent)."""
+    import json
+    try:
+        ids = json.loads((run_dir / "split.json").read_text(encoding="utf-8")).get(split)
+    except (OSError, ValueError):
+        return 0
+    return len(ids) if isinstance(ids, list) else 0
