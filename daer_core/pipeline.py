@@ -187,5 +187,12 @@ def load_model_and_preprocess(config_or_preset: str | dict | RunConfig, *, datas
     else:
         cfg = load_run_config(config_or_preset, dataset=dataset, overrides=overrides,
                               registry=registry)
-    model, pre = build_pipeline(cfg, registry)
+    native = None
+    if cfg.dataset is not None:  # encoders with `size: auto` follow the dataset's image size
+        if registry is None:
+            from registry import get_registry
+            registry = get_registry()
+        dataset = registry.create("dataset", cfg.dataset.name, cfg.dataset.params)
+        native = getattr(dataset, "native_image_size", None)
+    model, pre = build_pipeline(cfg, registry, native_image_size=native)
     return model, pre, cfg

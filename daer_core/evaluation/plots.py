@@ -23,7 +23,7 @@ def plot_pr_curves(scores_t2i: np.ndarray, text_labels, image_labels, path: Path
         rec, prec = precision_recall_curve(s, r)
         ax.plot(rec, prec, label=name)
     base = rel.mean()
-    ax.axhline(base, color="grey", ls="--", lw=1, label=f"chance ({base:.2f})")
+    ax.axhline(base, color="grey", ls="--", lw=1, label=f"random ranking ({base:.2f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title=title or "precision-recall")
     ax.legend(loc="upper right")

@@ -1,0 +1,67 @@
+"""`daer train`, `daer evaluate` and `daer search` from the command line, at toy sizes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daer_core.cli.main import main
+
+TINY = [
+    "--set", "dataset.params.num_pairs=30", "--set", "dataset.params.num_classes=3",
+    "--set", "dataset.params.image_size=32",
+    "--set", "pipeline.text.encoder.params={vector_size: 8, hidden_size: 8, out_dim: 8}",
+    "--set", "pipeline.text.attention.params.hidden=[8, 8, 8]",
+    "--set", "pipeline.image.encoder.params.out_dim=8",
+    "--set", "pipeline.relation.params={in_dim: 16, hidden: [8, 8]}",
+    "--set", "train.stages.text.epochs=1", "--set", "train.stages.image.epochs=1",
+    "--set", "train.stages.relation.epochs=1", "--set", "train.threads=1",
+    "--set", "evaluate.examples=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "--preset", "daer", "--dataset", "shapes", "--out", str(run), *TINY])
+    assert code == 0
+    return run
+
+
+def test_train_prints_table1_and_writes_metrics(trained_run, capsys):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert {"i2t", "t2i", "avg", "chance"} <= metrics.keys()
+
+
+def test_evaluate_reproduces_the_saved_metrics(trained_run, capsys):
+    saved = json.loads((trained_run / "metrics.json").read_text())
+    assert main(["evaluate", str(trained_run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["i2t"] == pytest.approx(saved["i2t"]) and out["t2i"] == pytest.approx(saved["t2i"])
+
+
+def test_search_by_text_and_by_image(trained_run, capsys, tmp_path):
+    assert main(["search", str(trained_run), "--text", "a large red circle", "--k", "3",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["results_kind"] == "image" and len(res["results"]) == 3
+    scores = [r["score"] for r in res["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["labels"] for r in res["results"])
+    from PIL import Image
+    img = tmp_path / "query.png"
+    Image.new("RGB", (32, 32), (220, 40, 40)).save(img)
+    assert main(["search", str(trained_run), "--image", str(img), "--k", "2"]) == 0
+    assert "top 2 texts" in capsys.readouterr().out
+
+
+def test_bad_inputs_give_exit_codes_not_tracebacks(trained_run, tmp_path, capsys):
+    assert main(["train", "--preset", "daer", "--dataset", "shapez"]) == 2
+    assert "did you mean 'shapes'" in capsys.readouterr().err
+    assert main(["train", "--preset", "daer", "--dataset", "shapes",
+                 "--set", "train.stages.relaton.epochs=1"]) == 2
+    assert "train.stages.relaton" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["search", str(trained_run), "--image", str(tmp_path / "nope.jpg")]) == 1
+    assert "nope.jpg" in capsys.readouterr().err
