@@ -87,6 +87,7 @@ class Trainer:
             log.warning("dataset %r has no validation split: early stopping and best-checkpoint"
                         " selection are disabled", config.dataset.name)
         self.model: RetrievalModel
+        seed_everything(config.seed)  # initial weights depend on the seed alone
         self.model, self.preprocess = build_pipeline(
             config, registry, native_image_size=getattr(self.dataset, "native_image_size", None))
         c = len(self.classes)

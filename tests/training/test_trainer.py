@@ -168,3 +168,14 @@ def test_resume_needs_a_run_and_a_new_run_never_overwrites(tmp_path, tiny_config
     train_and_evaluate(cfg, tmp_path / "run")
     with pytest.raises(CheckpointError, match="already holds a run"):
         train_and_evaluate(cfg, tmp_path / "run")
+
+
+def test_the_seed_alone_decides_the_initial_weights(tmp_path, tiny_config):
+    cfg = load_run_config(tiny_config())
+    a, b = Trainer(cfg, tmp_path / "a"), Trainer(cfg, tmp_path / "b")
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(torch.equal(x, y) for x, y in zip(a.heads.parameters(), b.heads.parameters()))
+    other = Trainer(load_run_config({**tiny_config(), "seed": 4}), tmp_path / "c")
+    key = "relation.net.0.weight"
+    assert not torch.equal(other.model.state_dict()[key], sa[key])
