@@ -244,3 +244,32 @@ def test_example_config_resolves_against_the_default_plugins(clean_env, monkeypa
     assert cfg.pipeline.text.encoder.params["mode"] == "vocabulary"
     assert cfg.pipeline.text.attention is None
     assert cfg.train.stages.text.optimizer.name == "adam"
+
+
+def test_the_installed_example_trains_through_the_daer_trainer(plugin_site, clean_env,
+                                                               monkeypatch, tmp_path):
+    """Installed beside the default plugins, the example's encoder is used by name from its
+    shipped config and trained by the unchanged three-stage trainer."""
+    plugin_site.distribution(DIST, ENTRY_POINTS, version=VERSION)
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    loaded = registry.load_plugins()
+    spec = loaded.registry.get("text_encoder", "bag-of-words")
+    assert spec.distribution == DIST and spec.plugin == "bag-of-words"
+    from daer_core.config import load_run_config
+    from daer_core.training.api import train_and_evaluate
+    cfg = load_run_config(
+        EXAMPLE / "configs" / "bow-shapes.yaml", registry=loaded.registry,
+        overrides=["dataset.params={num_pairs: 30, num_classes: 3, image_size: 32}",
+                   "pipeline.text.encoder.params.out_dim=8",
+                   "pipeline.image.encoder.params.out_dim=8",
+                   "pipeline.relation.params={in_dim: 16, hidden: [8, 8]}",
+                   "train.stages.text.epochs=2", "train.stages.image.epochs=1",
+                   "train.stages.relation.epochs=1", "train.threads=1",
+                   "evaluate.examples=0"])
+    metrics = train_and_evaluate(cfg, tmp_path / "run", registry=loaded.registry)
+    assert 0.0 <= metrics["avg"] <= 1.0
+    text_epochs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text()
+                   .splitlines() if '"stage": "text"' in line and '"epoch"' in line]
+    assert len(text_epochs) == 2 and text_epochs[1]["train_loss"] < text_epochs[0]["train_loss"]
+    for name in [m for m in sys.modules if m.split(".")[0] == "daer_bow_plugin"]:
+        del sys.modules[name]
