@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,8 @@ from torchvision.models.mobilenetv3 import InvertedResidual
 from daer_core.attention import attention_modules, find_blocks, insert_attention
 from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
+
+from .weights import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +80,6 @@ class _ToRGB:
 
     def __repr__(self) -> str:
         return "ToRGB()"
-
-
-def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
-    """Tensors of a local state-dict file; ``key`` is the config key that named it."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{key}: weights file {path} not found (weights are only read from "
-                          "local files; remove the key to start from random weights)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - name the file whatever went wrong
-        raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {exc}); "
-                              "expected a state dict saved with torch.save or safetensors"
-                              ) from None
-    if isinstance(state, Mapping) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        state = next((state[w] for w in ("state_dict", "model", "model_state_dict")
-                      if isinstance(state.get(w), Mapping)), state)
-    tensors = ({str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-               if isinstance(state, Mapping) else {})
-    if not tensors:
-        raise CheckpointError(f"{path}: holds no state dict of tensors")
-    if all(k.startswith("module.") for k in tensors):  # saved from DataParallel / DDP
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
 
 
 def _listing(names: list[str], limit: int = 6) -> str:

@@ -99,7 +99,7 @@ def test_weight_file_problems_are_reported(tmp_path):
     assert "bad.pth" in msg and "missing features.3.block.0.0.weight" in msg
     assert "unexpected layer1.weight" in msg and "features.0.0.weight (8, 3, 3, 3)" in msg
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(ConfigError, match="junk.pth"):
         build(weights_path=str(tmp_path / "junk.pth"))
 
 
