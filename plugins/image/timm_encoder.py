@@ -23,7 +23,7 @@ from daer_core.attention import attention_modules, insert_attention
 from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 
-from .weights import (KeyMapping, LoadReport, WeightsError, find_package_weights,
+from .weights import (KeyMapping, LoadReport, find_package_weights,
                              load_weights_file)
 
 log = logging.getLogger(__name__)

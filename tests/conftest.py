@@ -1,4 +1,4 @@
-"""Fixtures shared with the other registry/config/CLI test folders (tests/support/)."""
+"""Fixtures shared by every test folder (they live in tests/support/)."""
 import sys
 from pathlib import Path
 
