@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-_SUPPORT = str(Path(__file__).resolve().parents[1] / "support")
+_SUPPORT = str(Path(__file__).resolve().parent / "support")
 if _SUPPORT not in sys.path:
     sys.path.insert(0, _SUPPORT)
 
