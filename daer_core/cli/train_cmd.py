@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger("daer")
@@ -42,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
                                  overrides=args.overrides)
         run_dir = args.out or default_run_dir(config)
         log.info("run directory: %s", run_dir)
-        metrics = train_and_evaluate(config, run_dir)
+        try:
+            metrics = train_and_evaluate(config, run_dir)
+        except KeyboardInterrupt:
+            if (run_dir / "checkpoints" / "LATEST").is_file():
+                print(f"\ninterrupted; continue with: daer train --resume {run_dir}",
+                      file=sys.stderr)
+            raise
     print()
     print(format_table1(metrics, title=f"Test mAP@all ({metrics.get('preset') or 'run'} on "
                                        f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))

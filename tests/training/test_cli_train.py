@@ -65,3 +65,32 @@ def test_bad_inputs_give_exit_codes_not_tracebacks(trained_run, tmp_path, capsys
     assert "not a run directory" in capsys.readouterr().err
     assert main(["search", str(trained_run), "--image", str(tmp_path / "nope.jpg")]) == 1
     assert "nope.jpg" in capsys.readouterr().err
+
+
+def test_interrupted_training_says_how_to_resume_and_resumes(tmp_path, capsys, monkeypatch):
+    from daer_core.training.trainer import Trainer
+    real = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self, stage, optimizer):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, stage, optimizer)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "daer", "--dataset", "shapes", "--out", str(run),
+                 *TINY]) == 130
+    assert f"daer train --resume {run}" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["avg"] >= 0
+    assert main(["train", "--resume", str(run), "--set", "seed=1"]) == 2
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "daer", "--dataset", "shapes", "--out", str(run),
+                 *TINY, "--set", "train.bf16=true"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["avg"] >= 0
