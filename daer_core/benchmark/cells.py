@@ -59,6 +59,32 @@ def measure() -> Iterator[dict]:
             tracemalloc.stop()
 
 
+@contextmanager
+def measure_process() -> Iterator[dict]:
+    """Wall time and peak memory of the block for torch work, which tracemalloc cannot see.
+
+    Peak is the growth of the process's resident-set high-water mark (``ru_maxrss``) during
+    the block, plus the CUDA allocator's peak when a GPU is used; 0 means the block stayed
+    below an earlier high-water mark.
+    """
+    import resource
+
+    import torch
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    out: dict = {}
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+        out["peak_mb"] = max(0, grown) / 1024 + (
+            torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else 0.0)
+
+
 def _unit_rows(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     norm = np.linalg.norm(a, axis=1, keepdims=True)
@@ -118,7 +144,7 @@ def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Pat
     if not resume and cell_dir.exists():
         log.warning("%s holds an interrupted run with no checkpoint; starting it over", cell_dir)
         shutil.rmtree(cell_dir)
-    with measure() as m:
+    with measure_process() as m:
         metrics = train_fn(cfg, cell_dir, resume=resume)
     for key in ("i2t", "t2i", "avg", "chance"):
         if key not in metrics:

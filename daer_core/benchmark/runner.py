@@ -66,6 +66,11 @@ def check_components(config: BenchmarkConfig, registry) -> None:
             check("method", m.name, m.params, f"methods.{key}")
             continue
         from ..config.loading import load_run_config
+        if config.eval_split != "test":
+            problems.append(f"methods.{key}: DAER runs rank their test split (they select"
+                            f" epochs on validation), so they cannot join a benchmark with"
+                            f" eval_split: {config.eval_split}; run them in a test benchmark")
+            continue
         for dkey, d in config.datasets.items():
             try:
                 load_run_config(daer_run_config(m, d, config.seed), registry=registry)
@@ -162,7 +167,10 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
 def _run_cell(config, registry, d, m, r, data, sources, out_dir, daer_train_fn) -> Measured:
     entry, ds_entry, seed = config.methods[m], config.datasets[d], config.seed + r
     if entry.kind == "daer":
-        cell_dir = out_dir / "daer" / _safe(m) / _safe(d) / f"run-{r}"
+        # the folder carries the cell's hash: a changed method config never resumes the
+        # training run of the old one
+        cell_dir = (out_dir / "daer" / _safe(m) / _safe(d)
+                    / f"run-{r}-{cell_hash(config, m, d, r)[:12]}")
         return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn)
     if d not in data:
         data[d] = load_benchmark_data(d, ds_entry, config.eval_split, registry,

@@ -172,12 +172,14 @@ def test_precomputed_on_a_raw_only_dataset_is_a_config_error(tmp_path, reg):
 
 def test_daer_methods_go_through_the_training_api(tmp_path, reg):
     calls = []
+    cut = {"done": False}
 
     def fake_train(cfg, out_dir, resume=False):
         calls.append((cfg, Path(out_dir), resume))
         (Path(out_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "checkpoints" / "LATEST").write_text("x")
-        if len(calls) == 2:
+        if len(calls) == 2 and not cut["done"]:
+            cut["done"] = True
             raise RuntimeError("power cut")
         base = 0.5 if cfg["preset"] == "daer" else 0.4
         return {"i2t": base + 0.01 * cfg["seed"], "t2i": base, "avg": base, "chance": 0.1}
@@ -190,13 +192,31 @@ def test_daer_methods_go_through_the_training_api(tmp_path, reg):
         run_benchmark(config, out, registry=reg, daer_train_fn=fake_train, progress=False)
     outcome = run_benchmark(config, out, registry=reg, daer_train_fn=fake_train, progress=False)
     cfg, cell_dir, resume = calls[2]
-    assert resume is True and cell_dir == out / "daer" / "DAER-C" / "synth" / "run-1"
+    assert resume is True and cell_dir.parent == out / "daer" / "DAER-C" / "synth"
+    assert cell_dir.name.startswith("run-1-")
     assert cfg["seed"] == 1 and cfg["dataset"]["name"] == "synthetic-features"
     assert len(calls) == 5 and len(read_rows(out)) == 6
     md = outcome.markdown
     assert "Reference: **DAER-C**" in md                      # first DAER method by default
     t3 = md.split("## Table 3")[1].split("## Cost")[0]
     assert "| DAER-C |" in t3 and "| DAER |" in t3 and "| CCA |" not in t3
+
+    # a changed DAER config is a new training run in a new folder, never a resume of the old
+    changed, _ = load_benchmark_config(write_config(tmp_path, runs=2, methods={
+        "DAER-C": {"daer": {"preset": "daer-c", "train": {"bf16": True}}},
+        "DAER": {"daer": {"preset": "daer"}}, "CCA": {"name": "cca"}}))
+    calls.clear()
+    run_benchmark(changed, out, registry=reg, daer_train_fn=fake_train, progress=False)
+    assert [(c[0]["preset"], c[2]) for c in calls] == [("daer-c", False), ("daer-c", False)]
+    assert all(c[1].parent == cell_dir.parent and c[1] != cell_dir for c in calls)
+
+
+def test_daer_methods_are_refused_in_a_validation_benchmark(tmp_path, reg):
+    config, _ = load_benchmark_config(write_config(tmp_path, runs=1, methods={
+        "DAER": {"daer": {"preset": "daer"}}, "CCA": {"name": "cca"}}))
+    config.eval_split = "val"
+    with pytest.raises(ConfigError, match="eval_split: val"):
+        run_benchmark(config, tmp_path / "out", registry=reg, progress=False)
 
 
 def test_signed_rank_floor_and_edge_cases():
