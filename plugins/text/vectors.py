@@ -7,7 +7,9 @@ Supported formats (``vectors_format``):
 * ``glove-text`` — the same lines without a header (GloVe's ``glove.*.txt``);
 * ``keyedvectors`` — a file written by gensim's ``KeyedVectors.save`` (a pickle: only load
   files you trust);
-* ``auto`` — decided from the first bytes (see :func:`detect_format`).
+* ``auto`` — decided from the first bytes (see :func:`detect_format`); a pickled
+  ``keyedvectors`` file is recognised but refused unless ``vectors_format: keyedvectors`` is
+  set explicitly, since unpickling can run code.
 
 ``.gz`` / ``.bz2`` files are read transparently for the three word2vec/GloVe formats.
 """
@@ -83,6 +85,13 @@ def load_vectors(path: str | Path, fmt: VectorsFormat = "auto", *,
                           "texts instead)")
     if fmt == "auto":
         fmt = detect_format(path)
+        if fmt == "keyedvectors":
+            # a gensim .save file is a pickle: loading it can run code, so only on request
+            raise ConfigError(
+                f"{key}: {path} is a pickled gensim KeyedVectors file; loading a pickle can run"
+                " arbitrary code, so daer does it only when asked: set vectors_format:"
+                " keyedvectors if you trust this file, or export it with"
+                " KeyedVectors.save_word2vec_format")
     from gensim.models import KeyedVectors
     try:
         if fmt == "keyedvectors":

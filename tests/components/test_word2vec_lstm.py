@@ -144,13 +144,20 @@ def test_vector_files_in_every_format_are_detected_and_read(tmp_path):
     kv, files = write_vectors(tmp_path)
     for fmt, path in files.items():
         assert detect_format(path) == fmt
-        enc = encoder(vectors_path=str(path), normalize="none")
+        enc = encoder(vectors_path=str(path), normalize="none",
+                      vectors_format="keyedvectors" if fmt == "keyedvectors" else "auto")
         enc.fit(["a red circle and a blue square", "red red green"])
         assert set(enc.vocab[2:]) == {"red", "circle", "blue", "square"}  # corpus words only
         # "Red" in the file answers for the lowercase token "red"
         assert np.allclose(enc.embedding.weight[enc.index["red"]].detach().numpy(), kv["Red"],
                            atol=1e-5), fmt
         assert enc.fit_report["training_words_as_unk"] == 3  # a, and, green
+
+
+def test_a_pickled_vectors_file_is_only_loaded_when_asked_for(tmp_path):
+    _, files = write_vectors(tmp_path)
+    with pytest.raises(ConfigError, match="pickle.*vectors_format: keyedvectors"):
+        encoder(vectors_path=str(files["keyedvectors"])).fit(["a red circle"])
 
 
 def test_word_vectors_are_standardised_per_dimension_by_default(tmp_path):
