@@ -52,12 +52,13 @@ class FeaturesParams(BaseModel):
                            "or 1000-d TF-IDF)")
     lists_dir: str | None = Field(
         None, description="Wikipedia: folder of the standard list files and categories.list "
-                          "(default: the feature file's folder)")
+                          "(default: the feature file's folder; a relative path is relative to it)")
     train_list: str = Field("trainset_txt_img_cat.list", description="Wikipedia train list")
     test_list: str = Field("testset_txt_img_cat.list", description="Wikipedia test list")
     classes_file: str | None = Field(
         None, description="class names, one per line (default: categories.list or "
-                          "classes.txt beside the features if present, else class_<k>)")
+                          "classes.txt beside the features if present, else class_<k>; a relative path is "
+                          "relative to the features' folder)")
     label_base: Literal["auto", "0", "1"] = Field(
         "auto", description="index labels: 1 means 1-based (shifted to 0-based); auto treats "
                             "labels as 1-based when no split contains a 0")
@@ -119,7 +120,20 @@ def find_source(root: Path) -> Path:
 
 
 def read_arrays(source: Path) -> dict[str, np.ndarray]:
-    """Every array in a .mat / .npz file or a folder of .npy files, keyed by name."""
+    """Every array in a .mat / .npz file or a folder of .npy files, keyed by name.
+
+    A file that cannot be read (corrupt, or holding pickled objects, which are never loaded)
+    raises :class:`DataError` naming it.
+    """
+    try:
+        return _read_arrays(source)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError) as exc:
+        raise DataError(f"features: cannot read {source}: {type(exc).__name__}: {exc}") from None
+
+
+def _read_arrays(source: Path) -> dict[str, np.ndarray]:
     suffix = source.suffix.lower()
     if source.is_dir():
         return {p.stem: np.load(p, allow_pickle=False) for p in sorted(source.glob("*.npy"))}
@@ -179,8 +193,9 @@ def _labels(arr: np.ndarray, key: str, source: Path) -> np.ndarray:
 
 def _load_wikipedia(params: FeaturesParams, source: Path, arrays, problems: ProblemLog,
                     info: dict):
-    lists_dir = Path(params.lists_dir) if params.lists_dir else source.parent
-    cat_file = (Path(params.classes_file) if params.classes_file
+    # relative lists_dir / classes_file are relative to the folder holding the features file
+    lists_dir = source.parent / params.lists_dir if params.lists_dir else source.parent
+    cat_file = (source.parent / params.classes_file if params.classes_file
                 else lists_dir / "categories.list")
     if not cat_file.is_file():
         raise DataError(f"features: {source.name} is the Wikipedia layout, whose labels come "
@@ -265,7 +280,7 @@ def _load_common(params: FeaturesParams, source: Path, arrays, problems: Problem
 
 def _class_names(params: FeaturesParams, source: Path, num: int) -> list[str]:
     folder = source if source.is_dir() else source.parent
-    for cand in ([Path(params.classes_file)] if params.classes_file else
+    for cand in ([folder / params.classes_file] if params.classes_file else
                  [folder / "categories.list", folder / "classes.txt"]):
         if cand.is_file():
             return read_class_names(cand)
@@ -295,6 +310,12 @@ def load_features(params: FeaturesParams, *, check: bool = False) -> LoadedFeatu
         splits["train"], splits["val"] = _carve(splits["train"], params.val_fraction,
                                                 params.seed)
         info["val_carved_from_train"] = params.val_fraction
+    for part in ("image", "text"):
+        widths = {name: int(getattr(fs, part).shape[1]) for name, fs in splits.items()}
+        if len(set(widths.values())) > 1:
+            problems.add("feature_width_mismatch", f"{part} features differ in width between "
+                         f"splits: " + ", ".join(f"{k} {v}" for k, v in widths.items()),
+                         list(widths))
     info["dims"] = {"image": next((int(s.image.shape[1]) for s in splits.values()), None),
                     "text": next((int(s.text.shape[1]) for s in splits.values()), None)}
     info["multi_label"] = any(s.labels.ndim == 2 for s in splits.values())

@@ -162,3 +162,28 @@ def test_real_raw_features(text_feature, dim):
     norm = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
     acc = ((norm(te.text) @ norm(cent).T).argmax(1) == te.labels).mean()
     assert acc > 0.4
+
+
+def test_features_of_different_widths_across_splits_are_reported(tmp_path):
+    import numpy as np
+
+    from plugins.datasets.features import FeaturesParams, load_features
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", train_img=rng.random((6, 4)), train_txt=rng.random((6, 2)),
+             train_lab=np.arange(6) % 2, test_img=rng.random((4, 4)),
+             test_txt=rng.random((4, 5)), test_lab=np.arange(4) % 2)
+    loaded = load_features(FeaturesParams(root=str(tmp_path / "f.npz")), check=True)
+    widths = [p for p in loaded.problems if p.code == "feature_width_mismatch"]
+    assert len(widths) == 1 and widths[0].severity == "error"
+    assert "text" in widths[0].message and "train 2" in widths[0].message
+    assert "test 5" in widths[0].message
+
+
+def test_an_unreadable_feature_file_is_named(tmp_path):
+    import pytest
+
+    from daer_core.errors import DataError
+    from plugins.datasets.features import FeaturesParams, load_features
+    (tmp_path / "f.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match="f.npz"):
+        load_features(FeaturesParams(root=str(tmp_path / "f.npz")))
