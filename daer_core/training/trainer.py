@@ -324,7 +324,7 @@ class Trainer:
         self._save(None)
 
     # -- the whole run -----------------------------------------------------------------------
-    def prepare_run_dir(self) -> None:
+    def prepare_run_dir(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ck.atomic_write_text(self.run_dir / "config.yaml", dump_config(self.config))
         ck.atomic_write_json(self.run_dir / "split.json",
@@ -335,6 +335,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - a report is informative, not required
             report = {"error": f"{type(exc).__name__}: {exc}"}
         ck.atomic_write_json(self.run_dir / "data_report.json", report)
+        return report
 
     def train(self, resume: bool = False) -> None:
         """Run (or continue) the three stages; afterwards the model holds the final weights."""
@@ -346,9 +347,12 @@ class Trainer:
                 raise CheckpointError(f"{self.run_dir} already holds a run; use --resume to"
                                       " continue it or choose another --out")
             seed_everything(self.config.seed)
-            self.prepare_run_dir()
+            report = self.prepare_run_dir()
             self._log("start", config=self.config.model_dump(mode="json"), device=str(self.device),
                       sizes={s: len(r) for s, r in self.splits.items()})
+            for problem in report.get("problems", []):  # e.g. rows skipped while loading
+                self._log("data_problem", **problem)
+                log.warning("data: %s", problem.get("message"))
             train_texts = [r.text for r in self.splits["train"]]
             self.model.text_encoder.fit(train_texts)
             self.model.to(self.device)

@@ -179,3 +179,24 @@ def test_the_seed_alone_decides_the_initial_weights(tmp_path, tiny_config):
     other = Trainer(load_run_config({**tiny_config(), "seed": 4}), tmp_path / "c")
     key = "relation.net.0.weight"
     assert not torch.equal(other.model.state_dict()[key], sa[key])
+
+
+def test_rows_skipped_while_loading_land_in_the_run_log(tmp_path, tiny_config):
+    from PIL import Image
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        name = f"img/{i}.png"
+        if i != 5:  # pair 5's image is missing
+            Image.new("RGB", (32, 32), (40 * (i % 3), 90, 200)).save(root / name)
+        rows.append(json.dumps({"image": name, "text": f"colour {i % 3} shape",
+                                "labels": [f"c{i % 3}"],
+                                "split": "train" if i < 8 else ("val" if i < 10 else "test")}))
+    (root / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    cfg = tiny_config(train__stages__relation__epochs=1)
+    cfg["dataset"] = {"name": "manifest", "params": {"root": str(root), "missing": "skip"}}
+    run = tmp_path / "run"
+    train_and_evaluate(load_run_config(cfg), run)
+    problems = [e for e in _events(run) if e["event"] == "data_problem"]
+    assert any(p["code"] == "rows_skipped" and p["count"] == 1 for p in problems)
