@@ -91,7 +91,8 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[:i + 1])} is a"
                                   f" {type(nxt).__name__}, not a mapping")
             node = nxt
-        if (parts[-1] == "name" and "params" in node and node.get("name") != value):
+        if (parts[-1] == "name" and "params" in node and node.get("name") is not None
+                and node.get("name") != value):
             # same rule as deep_merge: another component's params mean nothing to this one
             node.pop("params")
         node[parts[-1]] = value
@@ -167,13 +168,29 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
         data["preset"] = preset_name
     if dataset:
         current = data.get("dataset") or {}
-        data["dataset"] = ({**current, "name": dataset} if current.get("name") == dataset
+        # params given for this dataset (or for no named one, e.g. --set dataset.params.x=1)
+        # stay; params of another dataset mean nothing to this one
+        data["dataset"] = ({**current, "name": dataset} if current.get("name") in (None, dataset)
                            else {"name": dataset})
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, label)) from None
     return resolve_components(config, registry, label)
+
+
+def load_saved_config(path: str | Path, *, registry=None) -> RunConfig:
+    """Reload the fully resolved ``config.yaml`` a run wrote.
+
+    The preset it names is *not* merged again: the file already holds everything the preset
+    contributed, so a run can be evaluated, searched or resumed even where the plugin that
+    provided the preset is absent or has changed since.
+    """
+    data = read_config_file(path)
+    preset_name = data.pop("preset", None)
+    config = load_run_config(data, registry=registry)
+    config.preset = preset_name
+    return config
 
 
 def dump_config(config: RunConfig, fmt: str = "yaml") -> str:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import RunConfig, load_run_config
+from ..config import RunConfig, load_run_config, load_saved_config
 from ..errors import CheckpointError
 from .trainer import Trainer
 
@@ -44,5 +44,5 @@ def resume_run(run_dir: Path | str, *, registry=None) -> dict:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (config.yaml missing)")
-    config = load_run_config(cfg_path, registry=registry)
+    config = load_saved_config(cfg_path, registry=registry)
     return train_and_evaluate(config, run_dir, resume=True, registry=registry)

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import RunConfig, load_run_config
+from ..config import RunConfig, load_saved_config
 from ..errors import CheckpointError
 from ..interfaces import PairRecord
 from ..pipeline import Preprocess, RetrievalModel, build_pipeline
@@ -37,7 +37,7 @@ def load_run(run_dir: Path | str, *, registry=None) -> LoadedRun:
     if not (run_dir / "checkpoints" / "final").is_dir():
         raise CheckpointError(f"{run_dir}: training has not finished (no checkpoints/final);"
                               f" continue it with `daer train --resume {run_dir}`")
-    config = load_run_config(run_dir / "config.yaml", registry=registry)
+    config = load_saved_config(run_dir / "config.yaml", registry=registry)
     dataset = registry.create("dataset", config.dataset.name, config.dataset.params)
     model, pre = build_pipeline(config, registry,
                                 native_image_size=getattr(dataset, "native_image_size", None))
