@@ -6,7 +6,7 @@ the Table 3 layout: image->text, text->image and average test mAP per variant.
 
 Every variant gets exactly the same config apart from the preset's pipeline, so differences
 come from the components alone. Finished variants are kept in the output folder and skipped
-when the script is re-run (delete the folder to start over).
+when the script is re-run, an interrupted one is resumed (delete the folder to start over).
 """
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 VARIANTS = ("daer-c", "daer-i", "daer-t", "daer-i-t", "daer")
-PAPER = {  # Table 3 of the paper is per dataset; shown for orientation only
-    "note": "paper Table 3 reports Wikipedia / Pascal Sentence / XMediaNet, not this data",
-}
 
 
 def main() -> None:
@@ -31,7 +28,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from daer_core.config import load_run_config
-    from daer_core.training.api import train_and_evaluate
+    from daer_core.training.api import resume_run, train_and_evaluate
 
     rows = {}
     for variant in VARIANTS:
@@ -41,9 +38,13 @@ def main() -> None:
             rows[variant] = json.loads(metrics_file.read_text())
             print(f"{variant}: already done ({metrics_file})")
             continue
-        cfg = load_run_config(None, preset=variant, dataset=args.dataset, overrides=args.overrides)
         t0 = time.time()
-        rows[variant] = train_and_evaluate(cfg, run_dir)
+        if (run_dir / "checkpoints" / "LATEST").is_file():  # interrupted earlier: continue it
+            rows[variant] = resume_run(run_dir)
+        else:
+            cfg = load_run_config(None, preset=variant, dataset=args.dataset,
+                                  overrides=args.overrides)
+            rows[variant] = train_and_evaluate(cfg, run_dir)
         print(f"{variant}: trained in {time.time() - t0:.0f}s")
 
     print(f"\nTable 3 layout — test mAP@all on {args.dataset} (same seed and budget)")

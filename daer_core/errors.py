@@ -31,3 +31,7 @@ class DataError(DaerError):
 
 class CheckpointError(DaerError):
     """A run directory or checkpoint that is missing, partial or unsafe to load."""
+
+
+class TrainingError(DaerError):
+    """Training that cannot go on (a non-finite loss, an epoch without a single step)."""

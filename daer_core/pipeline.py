@@ -23,6 +23,7 @@ loss               (none)
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -99,14 +100,18 @@ class RetrievalModel(nn.Module):
 
 
 def _create(registry, ref: ComponentRef, kind: str, **deps: Any):
+    """Build one component, checking first that its factory accepts what the core hands over
+    (so a plugin's own TypeError is never mistaken for an interface mismatch)."""
+    spec = registry.get(kind, ref.name)
     try:
-        return registry.create(kind, ref.name, ref.params, **deps)
-    except PipelineError:
-        raise
+        inspect.signature(spec.factory).bind(ref.params, **deps)
     except TypeError as exc:
-        spec = registry.get(kind, ref.name)
-        raise PipelineError(f"{kind} {ref.name!r} (plugin {spec.plugin}) could not be built"
-                            f" with the core's arguments {sorted(deps)}: {exc}") from exc
+        raise PipelineError(f"{kind} {ref.name!r} (plugin {spec.plugin}) does not accept the"
+                            f" arguments the core passes to a {kind} factory (params,"
+                            f" {', '.join(sorted(deps)) or 'nothing else'}): {exc}") from None
+    except ValueError:  # no signature (some builtins): let the call decide
+        pass
+    return registry.create(kind, ref.name, ref.params, **deps)
 
 
 def build_pipeline(config: PipelineConfig | RunConfig, registry=None, *,

@@ -10,6 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a finished run on its test split")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    p.add_argument("--device", default="auto",
+                   help="where to run: auto (CUDA when present), cpu, cuda, cuda:N")
     p.set_defaults(func=run)
 
 
@@ -20,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.runtime import pick_device
 
     loaded = load_run(args.run_dir)
-    device = pick_device(loaded.config.train.device)
+    device = pick_device(args.device)
     loaded.model.to(device)
     metrics = write_evaluation(loaded.model, loaded.preprocess, loaded.test, loaded.classes,
                                loaded.config, loaded.run_dir, device=device)

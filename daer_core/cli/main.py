@@ -72,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (DaerError, OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback; -v shows it
         if args.verbose or os.environ.get("DAER_DEBUG"):
             traceback.print_exc()
-        print(f"daer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        kind = "error" if isinstance(exc, (DaerError, OSError, ValueError)) else "unexpected error"
+        hint = "" if isinstance(exc, DaerError) else " (run with -v for the traceback)"
+        print(f"daer: {kind}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return EXIT_RUNTIME
 
 

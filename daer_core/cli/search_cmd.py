@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--image", type=Path, help="image file query: ranks the gallery's texts")
     p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto",
+                   help="where to run: auto (CUDA when present), cpu, cuda, cuda:N")
     p.set_defaults(func=run)
 
 
@@ -28,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
+    query_image = load_rgb(args.image) if args.image is not None else None  # fail early
     loaded = load_run(args.run_dir)
-    device = pick_device(loaded.config.train.device)
+    device = pick_device(args.device)
     model = loaded.model.to(device)
     gallery = embed_records(model, loaded.preprocess, loaded.test, device=device,
                             desc="embedding gallery")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             scores = model.score_matrix(q, gallery.image.to(device))[0].numpy()
             kind = "image"
         else:
-            img = loaded.preprocess.image_eval(load_rgb(args.image)).unsqueeze(0).to(device)
+            img = loaded.preprocess.image_eval(query_image).unsqueeze(0).to(device)
             q = model.encode_image(img)
             scores = model.score_matrix(gallery.text.to(device), q)[:, 0].numpy()
             kind = "text"

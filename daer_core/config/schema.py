@@ -2,13 +2,13 @@
 
 Every model forbids unknown keys, so a typo fails with its full key path instead of being
 ignored. Component params stay plain dicts here; they are validated against each component's
-own params model when the config is resolved (:mod:`daer_core.config.resolve`).
+own params model when the config is resolved (:func:`daer_core.config.loading.resolve_components`).
 """
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -79,10 +79,30 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves default")
     stages: StagesConfig = Field(default_factory=StagesConfig)
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        import torch
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        return value
+
 
 class EvalConfig(Strict):
     block_size: int = Field(256, ge=1, description="texts x images scored per block")
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50],
+                          description="cut-offs for mAP@k and precision@k (each >= 1)")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value):
+            raise ValueError(f"every k must be at least 1, got {value}")
+        return value
     examples: int = Field(3, ge=0, description="queries per direction in the examples picture")
 
 

@@ -1,6 +1,7 @@
 """Embedding a split, blocked scoring, and ranking for search."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -9,6 +10,8 @@ import torch
 
 from ..interfaces import PairRecord
 from .metrics import retrieval_report
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +41,8 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
     ids, texts, images, labels = [], [], [], []
     by_id = {r.id: r for r in records}
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        for rid, reason in batch.skipped:
+            log.warning("%s: skipping pair %s: %s", desc, rid, reason)
         if not batch.ids:
             continue
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -30,6 +37,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; run files are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,6 +96,7 @@ def write_checkpoint(root: Path, tag: str, model_tensors: dict[str, torch.Tensor
     ckdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=ckdir, prefix=f".{tag}."))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         save_tensors(tmp / "model.safetensors", model_tensors)
         save_tensors(tmp / "extra.safetensors", extra_tensors or {"_": torch.zeros(0)})
         atomic_write_json(tmp / "state.json", state)
@@ -128,7 +137,7 @@ def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict
         state = json.loads((d / "state.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint {d} is incomplete: {exc.filename} is missing") from None
-    except (json.JSONDecodeError, OSError, RuntimeError) as exc:  # safetensors raises these
+    except (json.JSONDecodeError, OSError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {d} cannot be read: {exc}") from None
     extra.pop("_", None)
     return model, state, extra
@@ -139,3 +148,15 @@ def prune_checkpoints(root: Path, keep: set[str]) -> None:
     for d in ckdir.iterdir() if ckdir.is_dir() else []:
         if d.is_dir() and d.name not in keep and not d.name.startswith("."):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_partial_writes(root: Path) -> int:
+    """Delete what a kill in the middle of a write left behind (hidden temporary files and
+    directories); complete checkpoints are never touched. Returns how many were removed."""
+    removed = 0
+    for folder in (Path(root), Path(root) / "checkpoints"):
+        for p in folder.iterdir() if folder.is_dir() else []:
+            if p.name.startswith(".") and (p.name.endswith((".tmp", ".old")) or p.is_dir()):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -15,10 +15,13 @@ def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; an explicit device must exist."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from ..errors import ConfigError
     dev = torch.device(requested)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
         raise ConfigError(f"train.device: {requested!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {requested!r} requested but only "
+                          f"{torch.cuda.device_count()} CUDA device(s) exist")
     return dev
 
 
@@ -58,6 +61,9 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     n = meta["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")),
+                       key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+        for i, state in enumerate(cuda[:torch.cuda.device_count()]):  # the GPUs still here
+            torch.cuda.set_rng_state(state, i)

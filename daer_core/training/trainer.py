@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, dump_config
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..evaluation.retrieval import embed_records, evaluate_embedded
 from ..interfaces import FeatureDataset, PairDataset
 from ..pipeline import RetrievalModel, build_pipeline
@@ -94,6 +94,12 @@ class Trainer:
         self.heads = nn.ModuleDict({"text": nn.Linear(self.model.text_encoder.out_dim, c),
                                     "image": nn.Linear(self.model.image_encoder.out_dim, c)})
         self.multi_label = any(len(r.labels) > 1 for r in self.splits["train"])
+        for stage in ("image", "relation"):
+            sc = getattr(config.train.stages, stage)
+            if sc.enabled and sc.epochs and sc.batch_size < 2:
+                raise ConfigError(
+                    f"train.stages.{stage}.batch_size: must be at least 2 (a lone image cannot"
+                    f" be batch-normalised and a lone pair has no negatives), got {sc.batch_size}")
 
     # -- logging ---------------------------------------------------------------------------
     def _log(self, event: str, **fields: Any) -> None:
@@ -102,9 +108,10 @@ class Trainer:
             fh.write(json.dumps(rec) + "\n")
 
     # -- persistence -------------------------------------------------------------------------
-    def _tensors(self) -> dict[str, torch.Tensor]:
+    def _tensors(self, heads: bool = True) -> dict[str, torch.Tensor]:
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        out.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
+        if heads:  # the stage-1/2 classifiers, needed only until their stage is over
+            out.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
         return out
 
     def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -126,9 +133,9 @@ class Trainer:
         ck.set_latest(self.run_dir, tag)
         ck.prune_checkpoints(self.run_dir, keep={tag, "final", *(f"best-{s}" for s in STAGES)})
 
-    def _save_weights(self, tag: str) -> None:
+    def _save_weights(self, tag: str, heads: bool = True) -> None:
         state = {"trainer": self.state.as_dict(), "text_encoder": self.model.text_encoder.export_state()}
-        ck.write_checkpoint(self.run_dir, tag, self._tensors(), state)
+        ck.write_checkpoint(self.run_dir, tag, self._tensors(heads), state)
 
     def _restore(self, tag: str) -> bool:
         if not (self.run_dir / "checkpoints" / tag).is_dir():
@@ -200,7 +207,7 @@ class Trainer:
                              with_images=stage != "text")
         self.model.train()
         self.heads.train()
-        total, count = 0.0, 0
+        total, count, steps, lone = 0.0, 0, 0, 0
         bar = tqdm(loader, desc=f"{STAGE_TITLES[stage]} epoch {self.state.epoch + 1}/{sc.epochs}",
                    leave=False, unit="batch")
         for batch in bar:
@@ -211,6 +218,7 @@ class Trainer:
                     self._log("skip", id=rid, reason=reason)
             if not batch.ids or (len(batch.ids) < 2 and stage != "text"):
                 # a lone image cannot be batch-normalised, and a lone pair has no negatives
+                lone += len(batch.ids)
                 continue
             labels = batch.labels.to(self.device)
             with self._autocast():
@@ -226,7 +234,7 @@ class Trainer:
                     scores = self.model.pair_scores(t, i).float()
                     loss = self.model.loss(scores, shared_label_target(labels, labels))
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise TrainingError(
                     f"{stage} stage: non-finite loss at epoch {self.state.epoch + 1};"
                     f" lower train.stages.{stage}.optimizer.lr or enable train.grad_clip")
             optimizer.zero_grad(set_to_none=True)
@@ -234,10 +242,18 @@ class Trainer:
             if self.config.train.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self._stage_params(stage), self.config.train.grad_clip)
             optimizer.step()
+            steps += 1
             total += float(loss.detach()) * len(batch.ids)
             count += len(batch.ids)
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-        return {"train_loss": total / max(count, 1)}
+        if lone:
+            log.info("%s: %d pair(s) left alone in the last batch were not used this epoch",
+                     STAGE_TITLES[stage], lone)
+        if steps == 0:
+            raise TrainingError(f"{stage} stage: epoch {self.state.epoch + 1} made no optimizer"
+                                f" step (train split of {len(self.splits['train'])} pairs,"
+                                f" batch_size {sc.batch_size})")
+        return {"train_loss": total / max(count, 1), "steps": steps}
 
     @torch.no_grad()
     def _validate(self, stage: str) -> dict[str, float]:
@@ -320,7 +336,8 @@ class Trainer:
         self.state.bad_epochs = 0
         if self.state.stage_index >= len(STAGES):
             self.state.finished_training = True
-            self._save_weights("final")  # the weights `daer evaluate` and `daer search` use
+            # the weights `daer evaluate` and `daer search` use; the classifier heads are gone
+            self._save_weights("final", heads=False)
         self._save(None)
 
     # -- the whole run -----------------------------------------------------------------------
@@ -340,12 +357,19 @@ class Trainer:
     def train(self, resume: bool = False) -> None:
         """Run (or continue) the three stages; afterwards the model holds the final weights."""
         optimizer = None
-        if resume:
+        if ck.remove_partial_writes(self.run_dir):
+            log.info("%s: removed files left by an interrupted write", self.run_dir)
+        has_checkpoint = ck.latest_tag(self.run_dir) is not None
+        if resume and not has_checkpoint:
+            log.warning("%s: interrupted before its first checkpoint; starting it over",
+                        self.run_dir)
+        if resume and has_checkpoint:
             optimizer = self._resume()
         else:
-            if (self.run_dir / "checkpoints").exists():
+            if has_checkpoint:
                 raise CheckpointError(f"{self.run_dir} already holds a run; use --resume to"
                                       " continue it or choose another --out")
+            (self.run_dir / "log.jsonl").unlink(missing_ok=True)  # a start that never checkpointed
             seed_everything(self.config.seed)
             report = self.prepare_run_dir()
             self._log("start", config=self.config.model_dump(mode="json"), device=str(self.device),
@@ -368,5 +392,7 @@ class Trainer:
 
     def evaluate(self) -> dict:
         from .report import write_evaluation
-        return write_evaluation(self.model, self.preprocess, self.splits["test"], self.classes,
-                                self.config, self.run_dir, device=self.device)
+        metrics = write_evaluation(self.model, self.preprocess, self.splits["test"], self.classes,
+                                   self.config, self.run_dir, device=self.device)
+        self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
+        return metrics
