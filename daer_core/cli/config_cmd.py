@@ -48,7 +48,8 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
                    help="config file (.yaml, .yml, .toml or .json); optional with --preset")
     p.add_argument("--preset", metavar="NAME",
                    help="base preset (overrides the file's own `preset:` key)")
-    p.add_argument("--dataset", metavar="NAME", help="shortcut for --set dataset.name=NAME")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="dataset component to use (keeps --set dataset.params.* given for it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one key by its full path, e.g. "
                         "pipeline.image.encoder.params.size=96 (repeatable; VALUE is YAML)")
