@@ -11,7 +11,7 @@ from daer_core.cli import main as cli_main
 
 from dataset_fixtures import write_image
 
-REAL = Path("/work/shared/data/wikipedia")
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wikipedia"
 
 
 @pytest.fixture(autouse=True)

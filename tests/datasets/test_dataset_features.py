@@ -11,7 +11,7 @@ import scipy.io
 from daer_core.errors import DataError
 from plugins.datasets.features import FeaturesParams, load_features
 
-REAL = Path("/work/shared/data/wikipedia")
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wikipedia"
 RNG = np.random.default_rng(0)
 
 

@@ -13,7 +13,7 @@ from plugins.datasets.wikipedia import WikipediaParams, load_wikipedia
 from dataset_fixtures import write_image
 
 CLASSES = ["art", "biology", "sport"]
-REAL = Path("/work/shared/data/wikipedia")
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wikipedia"
 
 
 def xml_doc(doc_id: str, cat: str, body: str) -> str:
