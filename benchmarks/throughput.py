@@ -76,7 +76,9 @@ def main() -> None:
     r1, r2, r3 = timed(stage1), timed(stage2), timed(stage3)
     print(f"stage 1 text classification : {r1:10.1f} texts/s")
     print(f"stage 2 image classification: {r2:10.1f} images/s")
-    print(f"stage 3 relation training   : {r3:10.1f} pairs/s (each step scores all {args.batch}x{args.batch} text-image combinations)")
+    print(f"stage 3 relation training   : {r3:10.1f} training pairs/s "
+          f"= {r3 * args.batch:.0f} scored text-image combinations/s "
+          f"(each step scores all {args.batch}x{args.batch})")
     model.eval()
     t = torch.randn(args.pairs, model.text_encoder.out_dim, device=device)
     i = torch.randn(args.pairs, model.image_encoder.out_dim, device=device)
