@@ -310,7 +310,8 @@ class Trainer:
             self._log("epoch", stage=stage, epoch=self.state.epoch, seconds=round(time.time() - t0, 2),
                       best=improved, **train, **val)
             log.info("%s epoch %d/%d: %s", STAGE_TITLES[stage], self.state.epoch, sc.epochs,
-                     ", ".join(f"{k}={v:.4f}" for k, v in {**train, **val}.items()))
+                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in {**train, **val}.items()))
             stop = sc.patience is not None and self.state.bad_epochs >= sc.patience
             if stop:
                 self._log("early_stop", stage=stage, epoch=self.state.epoch,
