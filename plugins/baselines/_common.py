@@ -138,3 +138,21 @@ def cosine_rows(a: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norm = np.linalg.norm(a, axis=1, keepdims=True)
     return a / np.where(norm > 0, norm, 1.0)
+
+
+class CentredLinearProjections:
+    """``transform_*`` of methods that learn a mean and a projection matrix per medium.
+
+    The method's ``fit`` sets ``image_mean_``, ``image_weights_``, ``text_mean_`` and
+    ``text_weights_``; a sample is projected as ``(x - mean) @ weights``.
+    """
+
+    def transform_image(self, image_feats) -> np.ndarray:
+        check_fitted(self, "image_weights_")
+        x = check_width("image_feats", image_feats, self.image_weights_.shape[0])
+        return (x - self.image_mean_) @ self.image_weights_
+
+    def transform_text(self, text_feats) -> np.ndarray:
+        check_fitted(self, "text_weights_")
+        y = check_width("text_feats", text_feats, self.text_weights_.shape[0])
+        return (y - self.text_mean_) @ self.text_weights_

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from daer_core.interfaces.methods import CrossModalMethod
 
-from ._common import cca_from_covariances, check_fitted, check_pairs, check_width
+from ._common import CentredLinearProjections, cca_from_covariances, check_pairs
 
 
 class CCAParams(BaseModel):
@@ -32,7 +32,7 @@ class CCAParams(BaseModel):
                                            " before projecting")
 
 
-class CCA(CrossModalMethod):
+class CCA(CentredLinearProjections, CrossModalMethod):
     """Linear CCA; ``correlations_`` holds the canonical correlations on the training pairs."""
 
     def __init__(self, n_components: int | None = None, reg: float = 1e-4, center: bool = True):
@@ -50,13 +50,3 @@ class CCA(CrossModalMethod):
         self.image_weights_, self.text_weights_, self.correlations_ = cca_from_covariances(
             xc.T @ xc / n, yc.T @ yc / n, xc.T @ yc / n, self.reg, self.n_components)
         return self
-
-    def transform_image(self, image_feats) -> np.ndarray:
-        check_fitted(self, "image_weights_")
-        x = check_width("image_feats", image_feats, self.image_weights_.shape[0])
-        return (x - self.image_mean_) @ self.image_weights_
-
-    def transform_text(self, text_feats) -> np.ndarray:
-        check_fitted(self, "text_weights_")
-        y = check_width("text_feats", text_feats, self.text_weights_.shape[0])
-        return (y - self.text_mean_) @ self.text_weights_

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from daer_core.interfaces.methods import CrossModalMethod
 
-from ._common import (check_fitted, check_pairs, check_width, label_membership, orient,
+from ._common import (CentredLinearProjections, check_pairs, label_membership, orient,
                       scaled_ridge)
 
 
@@ -91,7 +91,7 @@ def consistency_matrix(views: list[np.ndarray], reg: float) -> np.ndarray:
     return m_mat
 
 
-class MvDAVC(CrossModalMethod):
+class MvDAVC(CentredLinearProjections, CrossModalMethod):
     """Supervised two-view MvDA-VC; needs a label for every training pair."""
 
     def __init__(self, n_components: int | None = None, view_consistency: float = 0.1,
@@ -128,13 +128,3 @@ class MvDAVC(CrossModalMethod):
         self.text_weights_ = w[offsets[1]:offsets[2]]
         self.view_consistency_weight_ = lam
         return self
-
-    def transform_image(self, image_feats) -> np.ndarray:
-        check_fitted(self, "image_weights_")
-        x = check_width("image_feats", image_feats, self.image_weights_.shape[0])
-        return (x - self.image_mean_) @ self.image_weights_
-
-    def transform_text(self, text_feats) -> np.ndarray:
-        check_fitted(self, "text_weights_")
-        y = check_width("text_feats", text_feats, self.text_weights_.shape[0])
-        return (y - self.text_mean_) @ self.text_weights_
