@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 
 def make_tiny_config(**train_overrides) -> dict:
@@ -37,13 +36,6 @@ def make_tiny_config(**train_overrides) -> dict:
         node[last] = value
     return cfg
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture
