@@ -24,6 +24,7 @@ loss               (none)
 from __future__ import annotations
 
 import inspect
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -34,6 +35,20 @@ from .config.schema import ComponentRef, PipelineConfig, RunConfig
 from .errors import DimensionMismatchError, PipelineError
 from .interfaces import (Enhancement, Fusion, ImageEncoder, RelationHead, RelationLoss,
                          TextEncoder, TwoTowerRelation)
+
+
+_restoring: ContextVar[bool] = ContextVar("daer_restoring_weights", default=False)
+
+
+def restoring_weights() -> bool:
+    """True while the core builds a model whose every weight is loaded from a run's checkpoint
+    right afterwards (``daer evaluate``, ``daer search``).
+
+    Components may then skip reading pretrained weight files — the checkpoint replaces them,
+    and the file need not exist on the machine that evaluates — and the warnings about
+    starting from random weights, which would be false.
+    """
+    return _restoring.get()
 
 
 @dataclass
@@ -115,11 +130,23 @@ def _create(registry, ref: ComponentRef, kind: str, **deps: Any):
 
 
 def build_pipeline(config: PipelineConfig | RunConfig, registry=None, *,
-                   native_image_size: int | None = None) -> tuple[RetrievalModel, Preprocess]:
+                   native_image_size: int | None = None, restoring: bool = False
+                   ) -> tuple[RetrievalModel, Preprocess]:
     """Build the model and its preprocessing from a (resolved) pipeline config.
 
     Raises :class:`DimensionMismatchError` naming the components and widths that disagree.
+    ``restoring=True`` promises that a checkpoint's weights are loaded next (see
+    :func:`restoring_weights`).
     """
+    token = _restoring.set(restoring)
+    try:
+        return _build(config, registry, native_image_size)
+    finally:
+        _restoring.reset(token)
+
+
+def _build(config: PipelineConfig | RunConfig, registry, native_image_size: int | None
+           ) -> tuple[RetrievalModel, Preprocess]:
     if registry is None:
         from registry import get_registry
         registry = get_registry()

@@ -39,7 +39,7 @@ def load_run(run_dir: Path | str, *, registry=None) -> LoadedRun:
                               f" continue it with `daer train --resume {run_dir}`")
     config = load_saved_config(run_dir / "config.yaml", registry=registry)
     dataset = registry.create("dataset", config.dataset.name, config.dataset.params)
-    model, pre = build_pipeline(config, registry,
+    model, pre = build_pipeline(config, registry, restoring=True,
                                 native_image_size=getattr(dataset, "native_image_size", None))
     tensors, state, _ = ck.read_checkpoint(run_dir, "final")
     model.text_encoder.import_state(state.get("text_encoder") or {})

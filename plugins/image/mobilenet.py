@@ -32,6 +32,7 @@ from torchvision.models.mobilenetv3 import InvertedResidual
 from daer_core.attention import attention_modules, find_blocks, insert_attention
 from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
+from daer_core.pipeline import restoring_weights
 
 from .weights import read_state_dict
 
@@ -126,7 +127,9 @@ class MobileNetV3Encoder(ImageEncoder):
         self.image_size = int(size)
         self.out_dim = int(params.out_dim)
         net = mobilenet_v3_large(weights=None)
-        if params.weights_path:
+        if restoring_weights():
+            pass  # a run's checkpoint provides every weight next
+        elif params.weights_path:
             count = load_torchvision_weights(net, params.weights_path,
                                              use_pre_logits=params.pre_logits)
             log.info("mobilenetv3-large: %d tensors loaded from %s", count, params.weights_path)

@@ -22,6 +22,7 @@ from torch import nn
 from daer_core.attention import attention_modules, insert_attention
 from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
+from daer_core.pipeline import restoring_weights
 
 from .weights import (KeyMapping, LoadReport, find_package_weights,
                              load_weights_file)
@@ -130,7 +131,9 @@ def build_timm_model(model: str, *, num_classes: int | None = None, weights_path
     import timm
     net = timm.create_model(model, pretrained=False, drop_rate=drop_rate)
     report = None
-    if weights_path or weights_package:
+    if restoring_weights():
+        pass  # a run's checkpoint provides every weight next
+    elif weights_path or weights_package:
         if weights_package:
             key = f"{key_prefix}.weights_package"
             path = find_package_weights(weights_package, weights_file, key=key)

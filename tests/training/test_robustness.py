@@ -107,3 +107,25 @@ def test_a_plugin_bug_is_not_reported_as_an_interface_mismatch():
     with pytest.raises(PipelineError, match="does not accept.*image_dim, text_dim"):
         build_pipeline(load_run_config({**base, "pipeline": {**base["pipeline"],
                                         "fusion": {"name": "no-deps"}}}, registry=reg), reg)
+
+
+def test_evaluating_a_run_never_reads_pretrained_weight_files(tmp_path, tiny_config, caplog,
+                                                             capsys):
+    """The checkpoint replaces them: the file may be gone where the run is evaluated, and no
+    'random weights' warning is printed about a model whose weights come from the run."""
+    from PIL import Image
+    from torchvision.models import mobilenet_v3_large
+    weights = tmp_path / "mnv3.pth"
+    torch.save(mobilenet_v3_large(weights=None).state_dict(), weights)
+    cfg = tiny_config(train__stages__relation__epochs=1)
+    cfg["pipeline"]["image"]["encoder"]["params"]["weights_path"] = str(weights)
+    run = tmp_path / "run"
+    train_and_evaluate(load_run_config(cfg), run)
+    weights.unlink()
+    caplog.clear()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert "random weights" not in caplog.text
+    assert json.loads(capsys.readouterr().out)["avg"] == json.loads(
+        (run / "metrics.json").read_text())["avg"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "q.png")
+    assert main(["search", str(run), "--image", str(tmp_path / "q.png"), "--k", "1"]) == 0
