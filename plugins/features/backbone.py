@@ -161,8 +161,12 @@ class BackbonePoolFeatures(FeatureExtractor):
 
         if not hasattr(self, "trunk_"):
             self._build()
+        from tqdm.auto import tqdm
+
         rows = []
-        for start in range(0, len(items), self.batch_size):
+        starts = range(0, len(items), self.batch_size)
+        for start in tqdm(starts, desc=f"{self.backbone} features", unit="batch", leave=False,
+                          disable=len(starts) < 2):
             batch = torch.stack([self._tensor(items[i]) for i in
                                  range(start, min(start + self.batch_size, len(items)))])
             batch = ((batch - self.mean_) / self.std_).to(self.device)
