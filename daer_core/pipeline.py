@@ -107,11 +107,43 @@ class RetrievalModel(nn.Module):
         """
         q, p = text.shape[0], image.shape[0]
         out = torch.empty(q, p, dtype=torch.float32)
+        split = self._split_first_layer(text, image)
         for a in range(0, q, block_size):
             for b in range(0, p, block_size):
-                block = self.pair_scores(text[a:a + block_size], image[b:b + block_size])
+                if split is None:
+                    block = self.pair_scores(text[a:a + block_size], image[b:b + block_size])
+                else:
+                    t_part, i_part = split[0][a:a + block_size], split[1][b:b + block_size]
+                    hidden = t_part.unsqueeze(1) + i_part.unsqueeze(0)      # (bq, bp, H)
+                    block = self.relation.after_first_layer(
+                        hidden.reshape(-1, hidden.shape[-1])).reshape(len(t_part), len(i_part))
                 out[a:a + block_size, b:b + block_size] = block.float().cpu()
         return out
+
+    def _split_first_layer(self, text: torch.Tensor, image: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-item halves of the relation head's first layer, when the components allow it.
+
+        For ``concat`` fusion, an element-wise enhancement ``e`` and a linear first layer
+        ``W = [W_t | W_i]``: ``W e([t; i]) + b = W_t e(t) + (W_i e(i) + b)``. Each text and each
+        image is then projected once, and a pair costs one addition instead of a
+        ``(Dt + Di) x H`` product — the same scores, about twice as fast for the paper's sizes.
+        """
+        if self.two_tower or not getattr(self.fusion, "concatenates", False):
+            return None
+        if self.enhancement is not None and not getattr(self.enhancement, "elementwise", False):
+            return None
+        first = self.relation.first_layer()
+        if first is None or first.in_features != text.shape[1] + image.shape[1]:
+            return None
+        if self.enhancement is not None:
+            text, image = self.enhancement(text), self.enhancement(image)
+        dt = text.shape[1]
+        t_part = text @ first.weight[:, :dt].T
+        i_part = image @ first.weight[:, dt:].T
+        if first.bias is not None:
+            i_part = i_part + first.bias
+        return t_part, i_part
 
 
 def _create(registry, ref: ComponentRef, kind: str, **deps: Any):

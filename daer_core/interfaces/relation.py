@@ -16,6 +16,9 @@ class Fusion(nn.Module):
     """
 
     out_dim: int
+    #: True when ``forward(t, i)`` is exactly ``cat([t, i], dim=1)``; lets the core score a
+    #: gallery without forming the fused pairs (see :meth:`RelationHead.first_layer`)
+    concatenates: bool = False
 
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -28,6 +31,10 @@ class Enhancement(nn.Module):
     """
 
     out_dim: int
+    #: True when each output element depends only on the same input element, with parameters
+    #: shared by all elements (so enhancing a concatenation = concatenating the enhanced parts);
+    #: such an enhancement must then accept inputs of any width
+    elementwise: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -43,6 +50,19 @@ class RelationHead(nn.Module):
     in_dim: int
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def first_layer(self) -> nn.Linear | None:
+        """The head's first layer when it is a linear map of the fused input, else None.
+
+        With it (and :meth:`after_first_layer`), the core scores Q x P pairs of a concat
+        fusion by projecting each text and each image once and adding the two parts per pair,
+        instead of running the first layer on every fused pair.
+        """
+        return None
+
+    def after_first_layer(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The rest of the head, from the first layer's output ``(N, H)`` to scores ``(N,)``."""
         raise NotImplementedError
 
 

@@ -20,6 +20,8 @@ class ConcatParams(BaseModel):
 class ConcatFusion(Fusion):
     """``(N, Dt), (N, Di) -> (N, Dt + Di)``: ``[text; image]``."""
 
+    concatenates = True  # the core may then score galleries without forming fused pairs
+
     def __init__(self, text_dim: int, image_dim: int):
         super().__init__()
         self.text_dim, self.image_dim = int(text_dim), int(image_dim)

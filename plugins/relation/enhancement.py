@@ -77,6 +77,8 @@ def signed_power(x: torch.Tensor, k: float | torch.Tensor, grad_eps: float = 1e-
 class SignedPowerEnhancement(Enhancement):
     """Element-wise ``sign(x) |x|^k``: ``(N, D) -> (N, D)``."""
 
+    elementwise = True  # one k for every element
+
     def __init__(self, dim: int, k: float = 0.6, learnable: bool = False, grad_eps: float = 1e-3):
         super().__init__()
         self.out_dim = int(dim)
@@ -107,6 +109,8 @@ class IdentityParams(BaseModel):
 
 class IdentityEnhancement(Enhancement):
     """No enhancement (the DAER-C / -I / -T / -I-T ablations): ``y = x``."""
+
+    elementwise = True
 
     def __init__(self, dim: int):
         super().__init__()

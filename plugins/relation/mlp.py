@@ -68,6 +68,13 @@ class MLPRelation(RelationHead):
         linears = [m for m in self.net if isinstance(m, nn.Linear)]
         return [linears[0].in_features, *(m.out_features for m in linears)]
 
+    def first_layer(self) -> nn.Linear:
+        return self.net[0]
+
+    def after_first_layer(self, hidden: torch.Tensor) -> torch.Tensor:
+        score = self.net[1:](hidden).squeeze(-1)
+        return torch.sigmoid(score) if self.output == "sigmoid" else score
+
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         if fused.shape[-1] != self.in_dim:
             raise ValueError(f"mlp relation built for in_dim={self.in_dim}, got width "

@@ -53,3 +53,27 @@ def test_blocks_bound_memory_and_match_the_unblocked_scores():
     q, p = 7, 11
     expected = head(torch.cat([text[q], image[p]])[None]).item()
     assert blocked[q, p].item() == __import__("pytest").approx(expected, abs=1e-6)
+
+
+def test_the_split_first_layer_gives_the_same_scores_without_fusing_pairs():
+    """concat + element-wise enhancement + MLP: each item is projected once (the fast path)
+    and the scores equal running the head on every fused pair."""
+    import registry
+
+    from daer_core.pipeline import RetrievalModel
+    reg = registry.get_registry()
+    torch.manual_seed(0)
+    fusion = reg.create("fusion", "concat", {}, text_dim=6, image_dim=5)
+    for enhancement in (reg.create("enhancement", "signed-power", {"k": 0.6}, dim=11),
+                        reg.create("enhancement", "identity", {}, dim=11)):
+        head = reg.create("relation", "mlp", {"in_dim": 11, "hidden": [16, 8]}, fused_dim=11)
+        model = RetrievalModel(nn.Identity(), nn.Identity(), fusion, enhancement, head,
+                               RelationLoss()).eval()
+        text, image = torch.randn(13, 6), torch.randn(9, 5)
+        reference = model.pair_scores(text, image).detach()
+        fused_calls = []
+        hook = fusion.register_forward_hook(lambda *a: fused_calls.append(1))
+        fast = model.score_matrix(text, image, block_size=4)
+        hook.remove()
+        assert not fused_calls, "the fast path must not fuse pairs"
+        assert torch.allclose(fast, reference, atol=1e-5)
