@@ -13,8 +13,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError, DaerError, DimensionMismatchError, PipelineError
-
-EXIT_OK, EXIT_USAGE = 0, 2
+from .exit_codes import EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 from ..config.loading import parse_override
 from ..errors import ConfigError, DataError
 from ..interfaces.data import SPLITS, DataReport, Problem
+from .exit_codes import EXIT_OK, EXIT_PROBLEMS
 
 #: ``schema`` value of ``daer data check --json`` (the rest is ``DataReport.as_dict()``)
 REPORT_SCHEMA = "daer.data-report/1"
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 SHOW_IDS = 5
 
 

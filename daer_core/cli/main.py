@@ -14,14 +14,13 @@ import sys
 import traceback
 
 from ..errors import ConfigError, DaerError
+from .exit_codes import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE  # noqa: F401 (re-exported)
 
 #: command modules, in the order they appear in ``daer --help``
 COMMAND_MODULES: tuple[str, ...] = (
     "plugins_cmd", "config_cmd", "train_cmd", "evaluate_cmd", "search_cmd", "data_cmd",
     "benchmark_cmd",
 )
-
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):

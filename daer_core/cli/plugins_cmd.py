@@ -16,14 +16,14 @@ import yaml
 
 from ..config.schema import COMPONENT_PATHS
 
+from .exit_codes import EXIT_OK, EXIT_USAGE
+
 #: ``schema`` value of ``daer plugins list --json``; bump the suffix on incompatible changes
 LIST_SCHEMA = "daer.plugins/1"
 #: ``schema`` value of ``daer plugins show --json`` (one component or preset)
 SHOW_SCHEMA = "daer.plugin-entry/1"
 #: the pseudo-kind under which ``--kind`` selects presets
 PRESET_KIND = "preset"
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
