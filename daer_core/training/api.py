@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from ..config import RunConfig, load_run_config, load_saved_config
 from ..errors import CheckpointError
+from .run_dir import RunLock, refuse_foreign_folder
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ def train_and_evaluate(config: RunConfig | Mapping[str, Any], out_dir: Path | st
     if not isinstance(config, RunConfig):
         config = load_run_config(dict(config), registry=registry)
     trainer = Trainer(config, Path(out_dir), registry)
-    trainer.train(resume=resume)
-    return trainer.evaluate()
+    if not resume:  # before the lock creates the folder: never write into a foreign one
+        refuse_foreign_folder(out_dir)
+    with RunLock(out_dir):  # held through the evaluation too: metrics.json is the run's
+        trainer.train(resume=resume)
+        return trainer.evaluate()
 
 
 def resume_run(run_dir: Path | str, *, registry=None) -> dict:

@@ -127,6 +127,10 @@ def latest_tag(root: Path) -> str | None:
     return tag or None
 
 
+#: the files every checkpoint directory holds
+CHECKPOINT_FILES = ("model.safetensors", "extra.safetensors", "state.json")
+
+
 def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict[str, Any],
                                                    dict[str, torch.Tensor]]:
     """Load (model tensors, state, extra tensors) — safetensors and JSON only, no pickle."""
@@ -135,8 +139,13 @@ def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict
         model = load_file(str(d / "model.safetensors"))
         extra = load_file(str(d / "extra.safetensors"))
         state = json.loads((d / "state.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {d} is incomplete: {exc.filename} is missing") from None
+    except FileNotFoundError:
+        # safetensors' own FileNotFoundError carries no file name: find it ourselves
+        absent = [n for n in CHECKPOINT_FILES if not (d / n).is_file()]
+        what = ", ".join(absent) if absent else "a file"
+        if not d.is_dir():
+            raise CheckpointError(f"checkpoint {d} does not exist") from None
+        raise CheckpointError(f"checkpoint {d} is incomplete: {what} is missing") from None
     except (json.JSONDecodeError, OSError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {d} cannot be read: {exc}") from None
     extra.pop("_", None)
@@ -160,3 +169,49 @@ def remove_partial_writes(root: Path) -> int:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Every checkpoint folder of a run (complete or not; temporary ones excluded)."""
+    ckdir = Path(root) / "checkpoints"
+    return sorted(d for d in (ckdir.iterdir() if ckdir.is_dir() else [])
+                  if d.is_dir() and not d.name.startswith("."))
+
+
+def _resumable_position(d: Path) -> tuple[int, int, int] | None:
+    """(finished, stage index, epoch) of a complete, resumable checkpoint; None otherwise.
+
+    Resumable means written by the trainer's per-epoch save: its state holds the RNG states
+    (``best-*`` and ``final`` hold weights only and cannot continue a run)."""
+    if not all((d / n).is_file() for n in CHECKPOINT_FILES):
+        return None
+    try:
+        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        trainer = state["trainer"]
+        if "rng" not in state:
+            return None
+        return (int(bool(trainer.get("finished_training"))), int(trainer["stage_index"]),
+                int(trainer["epoch"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resume_tag(root: Path) -> tuple[str | None, str | None]:
+    """The checkpoint a resume continues from, and why when it is not ``LATEST``.
+
+    ``LATEST`` when it names a complete checkpoint; otherwise (``LATEST`` lost or pointing at
+    a damaged folder) the furthest complete resumable checkpoint, so a lost pointer never
+    throws away the epochs already trained. ``(None, None)`` when there is none.
+    """
+    latest = latest_tag(root)
+    ckdir = Path(root) / "checkpoints"
+    if latest is not None and _resumable_position(ckdir / latest) is not None:
+        return latest, None
+    found = [(pos, d.name) for d in checkpoint_dirs(root)
+             if (pos := _resumable_position(d)) is not None]
+    if not found:
+        return None, None
+    tag = max(found)[1]
+    why = ("checkpoints/LATEST is missing" if latest is None else
+           f"checkpoints/LATEST names {latest!r}, which is missing or incomplete")
+    return tag, why

@@ -24,11 +24,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, dump_config
+from ..data.images import undecodable
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..evaluation.retrieval import embed_records, evaluate_embedded
 from ..interfaces import FeatureDataset, PairDataset
 from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
+from . import run_dir as rd
 from .batches import make_loader, shared_label_target
 from .runtime import capture_rng, derived_seed, pick_device, restore_rng, seed_everything
 
@@ -126,6 +128,12 @@ class Trainer:
         opt_meta, opt_tensors = ck.flatten_optimizer(optimizer.state_dict()) if optimizer else (None, {})
         state = {"trainer": self.state.as_dict(), "rng": rng_meta, "optimizer": opt_meta,
                  "text_encoder": self.model.text_encoder.export_state()}
+        # pin the config this checkpoint was trained with: resume refuses a damaged or edited
+        # config.yaml instead of silently continuing with defaults (run_dir.check_config_digest)
+        cfg_path = self.run_dir / "config.yaml"
+        if cfg_path.is_file():
+            state["config_sha256"] = rd.config_digest(cfg_path)
+            state["config_yaml"] = cfg_path.read_text(encoding="utf-8")
         tag = f"{STAGES[min(self.state.stage_index, 2)]}-{self.state.epoch:04d}"
         if self.state.finished_training:
             tag = "trained"
@@ -145,11 +153,16 @@ class Trainer:
         return True
 
     def _resume(self) -> torch.optim.Optimizer | None:
-        tag = ck.latest_tag(self.run_dir)
+        tag, why = ck.resume_tag(self.run_dir)
         if tag is None:
-            raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoints/LATEST);"
+            raise CheckpointError(f"{self.run_dir}: nothing to resume (no complete checkpoint);"
                                   " start it with `daer train` instead")
+        if why:  # LATEST lost or damaged: the furthest complete checkpoint still counts
+            log.warning("%s: %s; resuming from the newest complete checkpoint %s",
+                        self.run_dir, why, tag)
+            self._log("latest_recovered", reason=why, checkpoint=tag)
         tensors, state, extra = ck.read_checkpoint(self.run_dir, tag)
+        rd.check_config_digest(self.run_dir, tag, state)
         self.model.text_encoder.import_state(state.get("text_encoder") or {})
         self._load_tensors(tensors)
         self.model.to(self.device)
@@ -355,41 +368,80 @@ class Trainer:
         ck.atomic_write_json(self.run_dir / "data_report.json", report)
         return report
 
+    def _refuse_undecodable_images(self) -> None:
+        """Under a dataset's ``missing: error`` policy (the file layouts' default), an image
+        that cannot be decoded stops the run before anything is written — the same verdict
+        ``daer data check`` gives — instead of being skipped silently mid-training."""
+        params = self.config.dataset.params or {}
+        if params.get("missing") != "error" or params.get("require_images") is False:
+            return
+        bad = undecodable([r for recs in self.splits.values() for r in recs])
+        if bad:
+            shown = "; ".join(f"{rid}: {why}" for rid, why in bad[:3])
+            more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+            raise DataError(
+                f"dataset {self.config.dataset.name!r}: {len(bad)} image(s) cannot be decoded"
+                f" — {shown}{more}. Under `missing: error` they stop the run (as `daer data"
+                " check` reports); fix the files, or set dataset.params.missing=skip to train"
+                " without these pairs")
+
     def train(self, resume: bool = False) -> None:
-        """Run (or continue) the three stages; afterwards the model holds the final weights."""
-        optimizer = None
-        if ck.remove_partial_writes(self.run_dir):
-            log.info("%s: removed files left by an interrupted write", self.run_dir)
-        has_checkpoint = ck.latest_tag(self.run_dir) is not None
-        if resume and not has_checkpoint:
-            log.warning("%s: interrupted before its first checkpoint; starting it over",
-                        self.run_dir)
-        if resume and has_checkpoint:
-            optimizer = self._resume()
-        else:
-            if has_checkpoint:
-                raise CheckpointError(f"{self.run_dir} already holds a run; use --resume to"
-                                      " continue it or choose another --out")
-            (self.run_dir / "log.jsonl").unlink(missing_ok=True)  # a start that never checkpointed
-            seed_everything(self.config.seed)
-            report = self.prepare_run_dir()
-            self._log("start", config=self.config.model_dump(mode="json"), device=str(self.device),
-                      sizes={s: len(r) for s, r in self.splits.items()})
-            for problem in report.get("problems", []):  # e.g. rows skipped while loading
-                self._log("data_problem", **problem)
-                log.warning("data: %s", problem.get("message"))
-            train_texts = [r.text for r in self.splits["train"]]
-            self.model.text_encoder.fit(train_texts)
-            self.model.to(self.device)
-            self.heads.to(self.device)
-            self._save(None)
-        while not self.state.finished_training:
-            stage = STAGES[self.state.stage_index]
-            self._run_stage(stage, optimizer)
+        """Run (or continue) the three stages; afterwards the model holds the final weights.
+
+        The run directory is locked for the whole call (a second run on the same folder fails
+        at once instead of mixing two runs' files), a new run refuses a folder that is not a
+        daer run, and the log is only ever appended to (a torn last line is cut off).
+        """
+        if not resume:
+            rd.refuse_foreign_folder(self.run_dir)
+        with rd.RunLock(self.run_dir):
             optimizer = None
-            self._next_stage()
-        self._restore("final")
-        self.model.to(self.device)
+            if ck.remove_partial_writes(self.run_dir):
+                log.info("%s: removed files left by an interrupted write", self.run_dir)
+            torn = rd.repair_log(self.run_dir / "log.jsonl")
+            if torn:
+                log.warning("%s: removed a torn last line (%d bytes, an interrupted write)",
+                            self.run_dir / "log.jsonl", torn)
+                self._log("log_repaired", bytes_removed=torn)
+            resumable, _ = ck.resume_tag(self.run_dir)
+            folders = ck.checkpoint_dirs(self.run_dir)
+            if resume and resumable is None and folders:
+                raise CheckpointError(
+                    f"{self.run_dir}: no complete checkpoint to resume from (damaged:"
+                    f" {', '.join(d.name for d in folders)}); nothing was changed")
+            if resume and resumable is not None:
+                optimizer = self._resume()
+            else:
+                if folders:
+                    raise CheckpointError(f"{self.run_dir} already holds a run; use --resume"
+                                          " to continue it or choose another --out")
+                self._refuse_undecodable_images()
+                if resume or (self.run_dir / "log.jsonl").is_file():
+                    # a start that never checkpointed: begin again, keeping its log as history
+                    log.warning("%s: interrupted before its first checkpoint; starting it over",
+                                self.run_dir)
+                    self._log("restarted", reason="no checkpoint was written")
+                rd.mark_run_dir(self.run_dir)
+                seed_everything(self.config.seed)
+                report = self.prepare_run_dir()
+                self._log("start", config=self.config.model_dump(mode="json"),
+                          device=str(self.device),
+                          sizes={s: len(r) for s, r in self.splits.items()})
+                for problem in report.get("problems", []):  # e.g. rows skipped while loading
+                    self._log("data_problem", **problem)
+                    log.warning("data: %s", problem.get("message"))
+                train_texts = [r.text for r in self.splits["train"]]
+                self.model.text_encoder.fit(train_texts)
+                self.model.to(self.device)
+                self.heads.to(self.device)
+                self._save(None)
+            while not self.state.finished_training:
+                stage = STAGES[self.state.stage_index]
+                self._run_stage(stage, optimizer)
+                optimizer = None
+                self._next_stage()
+            self._restore("final")
+            self.model.to(self.device)
 
     def evaluate(self) -> dict:
         from .report import write_evaluation

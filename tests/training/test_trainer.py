@@ -46,7 +46,22 @@ def test_run_writes_everything_a_user_reads(tmp_path, tiny_config):
     assert any(k.startswith("model.relation.") for k in final)
 
 
+def _epoch_results(run_dir) -> dict[tuple[str, int], dict]:
+    """Per (stage, epoch): training loss, steps and validation values, from the run log
+    (epochs replayed after a resume appear twice; the later record is the one that counted)."""
+    out = {}
+    for e in _events(run_dir):
+        if e["event"] == "epoch":
+            out[(e["stage"], e["epoch"])] = {k: v for k, v in e.items()
+                                            if k not in ("time", "seconds", "event")}
+    return out
+
+
 def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch, tiny_config):
+    """Killed in stage 3, epoch 2 — after epoch 1 improved, so its checkpoint holds the
+    optimizer's momentum. The resumed run must train every epoch exactly as the uninterrupted
+    one (same training losses), not just end with the same selected weights: best-epoch
+    selection would hide a lost optimizer state."""
     cfg = load_run_config(tiny_config())
     reference = train_and_evaluate(cfg, tmp_path / "whole")
 
@@ -55,7 +70,7 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch, tiny
 
     def dying_epoch(self, stage, optimizer):
         calls["n"] += 1
-        if calls["n"] == 4:  # in the middle of stage 2, epoch 2
+        if calls["n"] == 6:  # stage 3, epoch 2: epoch 1 was the best so far
             raise KeyboardInterrupt
         return real_epoch(self, stage, optimizer)
 
@@ -65,7 +80,14 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path, monkeypatch, tiny
     assert not (tmp_path / "killed" / "metrics.json").exists()
     monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
 
+    killed_log = _epoch_results(tmp_path / "killed")
+    assert killed_log[("relation", 1)]["best"] is True and ("relation", 2) not in killed_log
+    state = json.loads((tmp_path / "killed" / "checkpoints" / "relation-0001" / "state.json"
+                        ).read_text())
+    assert state["optimizer"]["state"], "the checkpoint the run resumes from holds momentum"
+
     resumed = resume_run(tmp_path / "killed")
+    assert _epoch_results(tmp_path / "killed") == _epoch_results(tmp_path / "whole")
     assert resumed["i2t"] == reference["i2t"]
     assert resumed["t2i"] == reference["t2i"]
     a = load_file(str(tmp_path / "whole" / "checkpoints" / "final" / "model.safetensors"))
