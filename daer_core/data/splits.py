@@ -5,9 +5,11 @@ integer, never Python's ``hash``), so the same seed gives the same split on any 
 """
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+import math
+from typing import Annotated, Sequence, TypeVar
 
 import numpy as np
+from pydantic import AfterValidator
 
 T = TypeVar("T")
 
@@ -31,6 +33,18 @@ def sizes_from_fractions(total: int, fractions: Sequence[float]) -> tuple[int, .
     for i in order[:leftover]:
         sizes[i] += 1
     return tuple(int(s) for s in sizes)
+
+
+def _check_fractions(value: tuple[float, float, float]) -> tuple[float, float, float]:
+    if any(not math.isfinite(f) or f < 0 for f in value) or sum(value) <= 0:
+        raise ValueError(f"train / val / test fractions must be finite, non-negative and not"
+                         f" all zero, got {list(value)}")
+    return value
+
+
+#: a dataset param of train / val / test fractions, checked when the config is validated
+#: (``daer config validate`` then rejects what loading the data would reject)
+SplitFractions = Annotated[tuple[float, float, float], AfterValidator(_check_fractions)]
 
 
 def seeded_permutation(n: int, seed: int) -> np.ndarray:

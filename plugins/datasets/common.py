@@ -152,19 +152,24 @@ def pick_image(index: FolderIndex, stem: str, folder: str | None, row_id: str,
     return same[0] if same else hits[0][1]
 
 
-def check_image_headers(rows: Sequence[Row], problems: ProblemLog) -> None:
-    """Read every found image's header: undecodable files are errors, a format that differs
-    from the extension is a warning (it is read correctly, by content)."""
-    from tqdm import tqdm
-    for row in tqdm(rows, desc="checking image headers", unit="img", leave=False,
-                    disable=None):
-        if not row.image_found:
+def check_images(rows: Sequence[Row], problems: ProblemLog) -> None:
+    """Decode every found image completely: files that are not an image or are cut short
+    (a JPEG truncated after an intact header opens fine and fails only when its pixels are
+    read) are errors — training would fail on them the same way; a format that differs from
+    the extension is a warning (it is read correctly, by content). Reads every image once,
+    so it shows progress on a terminal."""
+    from daer_core.data.images import undecodable
+    found = [r for r in rows if r.image_found]
+    bad = undecodable([PairRecord(r.id, "", r.image, r.labels) for r in found])
+    if bad:
+        problems.add("image_unreadable", "image files that cannot be decoded completely (not"
+                     " an image, or cut short)", [rid for rid, _ in bad])
+    broken = {rid for rid, _ in bad}
+    for row in found:
+        if row.id in broken:
             continue
         fmt = sniff_image_format(row.image)
-        if fmt is None:
-            problems.add("image_unreadable", "image files that are not a decodable image",
-                         [row.id])
-        elif extension_mismatch(row.image, fmt):
+        if extension_mismatch(row.image, fmt):
             problems.add("image_extension_mismatch",
                          "image files whose extension names another format (they are decoded "
                          "by content, so this is harmless)", [row.id], "warning")
@@ -182,7 +187,12 @@ def finish(layout: str, params: LayoutParams, classes: list[str], rows: list[Row
         problems.add("images_missing", "rows whose image file is absent", missing_img,
                      "error" if params.require_images else "warning")
     if check and rows:
-        check_image_headers(rows, problems)
+        check_images(rows, problems)
+        unreadable = problems.get("image_unreadable")
+        if unreadable is not None and params.missing == "skip":
+            # training skips pairs whose image cannot be decoded under missing=skip
+            unreadable.severity = "warning"
+            unreadable.message += " (skipped when training: missing=skip)"
 
     drop = set(missing_text) | (set(missing_img) if params.require_images else set())
     if drop and params.missing == "skip":

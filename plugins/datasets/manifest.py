@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from daer_core.data.files import PathResolver
-from daer_core.data.splits import partition, sizes_from_fractions
+from daer_core.data.splits import SplitFractions, partition, sizes_from_fractions
 from daer_core.data.text import read_document, read_text_file
 from daer_core.errors import DataError
 
@@ -41,7 +41,7 @@ class ManifestParams(LayoutParams):
     classes: list[str] | None = Field(None, description="class names in label order")
     classes_file: str | None = Field(None, description="class names file, one per line "
                                                        "(relative to the manifest's folder)")
-    split_fractions: tuple[float, float, float] = Field(
+    split_fractions: SplitFractions = Field(
         (0.8, 0.1, 0.1), description="train / val / test fractions for rows without a split")
 
 
@@ -64,15 +64,7 @@ def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any
                      [path.name], "warning")
     out = []
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(tf.text))
-        for row in reader:
-            where = f"{path.name}:{reader.line_num}"
-            if None in row:
-                problems.add("malformed_row", "CSV rows with more fields than the header",
-                             [where])
-                continue
-            out.append((where, {k.strip(): v for k, v in row.items() if k is not None}))
-        return out
+        return _read_csv(path, tf.text, problems)
     for lineno, line in enumerate(tf.text.splitlines(), 1):
         if not line.strip():
             continue
@@ -87,6 +79,53 @@ def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any
             problems.add("malformed_row", "lines that are not JSON objects", [where])
             continue
         out.append((where, row))
+    return out
+
+
+def _read_csv(path: Path, text: str, problems: ProblemLog
+              ) -> list[tuple[str, dict[str, Any]]]:
+    """Rows of a CSV manifest, each named ``file:line`` by the line it starts on.
+
+    The reader is strict about quotes: an unclosed quote would otherwise swallow the lines
+    after it into one field, shift columns and invent classes (a split value read as a label).
+    A record that breaks the quoting rules, or has more or fewer fields than the header, is
+    reported as ``malformed_row`` with the line it starts on; reading resumes on the next
+    line, so one bad row costs only itself.
+    """
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return []
+    try:
+        header = [h.strip() for h in next(csv.reader([lines[0]], strict=True))]
+    except (csv.Error, StopIteration):
+        problems.add("malformed_row", "CSV header that cannot be parsed", [f"{path.name}:1"])
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    start = 1  # index in `lines` of the next line to read
+    while start < len(lines):
+        reader = csv.reader(lines[start:], strict=True)
+        consumed = 0  # lines of lines[start:] read so far
+        try:
+            for fields in reader:
+                first = start + consumed + 1  # 1-based line the record starts on
+                consumed = reader.line_num
+                if not fields:  # blank line
+                    continue
+                where = f"{path.name}:{first}"
+                if len(fields) != len(header):
+                    more = "more" if len(fields) > len(header) else "fewer"
+                    problems.add("malformed_row", "CSV rows with more or fewer fields than the "
+                                 "header (e.g. an unescaped comma or a lost quote)",
+                                 [f"{where} ({len(fields)} fields, {more} than the header's"
+                                  f" {len(header)})"])
+                    continue
+                out.append((where, dict(zip(header, fields))))
+            break
+        except csv.Error as exc:
+            bad = start + consumed + 1
+            problems.add("malformed_row", "CSV rows that break the quoting rules (e.g. an "
+                         "unclosed quote)", [f"{path.name}:{bad} ({exc})"])
+            start = bad  # resume on the line after the one the broken record started on
     return out
 
 
@@ -113,6 +152,7 @@ def load_manifest(params: ManifestParams, *, check: bool = False):
     parsed = [(where, row, _label_values(row.get("labels", row.get("label"))))
               for where, row in raw_rows]
 
+    mixed_out: type | None = None
     if params.classes is not None:
         classes = list(params.classes)
     elif params.classes_file is not None:
@@ -121,13 +161,7 @@ def load_manifest(params: ManifestParams, *, check: bool = False):
             raise DataError(f"manifest layout: classes_file not found: {cf}")
         classes = read_class_names(cf)
     else:
-        names = sorted({v for _, _, labs in parsed for v in labs if isinstance(v, str)})
-        top = max((v for _, _, labs in parsed for v in labs
-                   if isinstance(v, int) and not isinstance(v, bool)), default=-1)
-        if names and top >= 0:
-            raise DataError(f"{path}: labels mix class names and indices; give `classes` so "
-                            "names and indices can be matched")
-        classes = names or [f"class_{k}" for k in range(top + 1)]
+        classes, mixed_out = _infer_classes(parsed)
     index = {c: k for k, c in enumerate(classes)}
 
     resolver = PathResolver(base)
@@ -141,7 +175,7 @@ def load_manifest(params: ManifestParams, *, check: bool = False):
                          [f"{rid} ({where})"], "warning")
             rid = f"{rid}~{where.rsplit(':', 1)[1]}"
         seen.add(rid)
-        labels = _labels(labs, index, classes, where, problems)
+        labels = _labels(labs, index, classes, where, problems, mixed_out)
         if labels is None:
             continue
         split = str(row.get("split") or "").strip().lower()
@@ -175,12 +209,41 @@ def load_manifest(params: ManifestParams, *, check: bool = False):
     return finish("manifest", params, classes, rows, problems, info, check=check)
 
 
-def _labels(values, index, classes, where, problems) -> tuple[int, ...] | None:
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _infer_classes(parsed) -> tuple[list[str], type | None]:
+    """Classes when none are given: the sorted names used, or ``class_<k>`` for indices.
+
+    When names and indices are mixed, the kind most labels use wins and the rows with the
+    other kind are reported one by one (``mixed_labels`` with ``file:line``); one stray value no
+    longer makes the whole manifest unreadable. Returns the classes and the label type that
+    is left out (None when the labels are not mixed).
+    """
+    values = [v for _, _, labs in parsed for v in labs]
+    names = sorted({v for v in values if isinstance(v, str)})
+    indices = [v for v in values if _is_index(v)]
+    if names and indices and len(indices) > len(values) - len(indices):
+        return [f"class_{k}" for k in range(max(indices) + 1)], str
+    if names:
+        return names, (int if indices else None)
+    return [f"class_{k}" for k in range(max(indices, default=-1) + 1)], None
+
+
+def _labels(values, index, classes, where, problems, left_out: type | None = None
+            ) -> tuple[int, ...] | None:
     if not values:
-        problems.add("bad_label", "rows without labels", [where])
+        problems.add("no_label", "rows without labels", [where])
         return None
     out = []
     for v in values:
+        if left_out is not None and isinstance(v, left_out) and not isinstance(v, bool):
+            kind = "index" if left_out is int else "class name"
+            problems.add("mixed_labels", "labels of the minority kind where the labels mix"
+                         " class names and indices (give `classes` to match them)",
+                         [f"{where} ({kind} {v!r})"])
+            return None
         k = index.get(v) if isinstance(v, str) else v
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(classes):
             problems.add("bad_label", f"labels that are neither one of the {len(classes)} "
@@ -194,7 +257,11 @@ def _text(row, resolver: PathResolver, rid: str, where: str, problems: ProblemLo
     """The row's text (inline or from ``text_file``); None when the file is absent;
     Ellipsis when the row names no text at all (reported as malformed)."""
     if row.get("text") not in (None, ""):
-        return str(row["text"]).strip()
+        text = str(row["text"]).strip()
+        if not text:
+            problems.add("empty_text", "texts with no readable content", [f"{rid} ({where})"],
+                         "warning")
+        return text
     if not row.get("text_file"):
         problems.add("malformed_row", "rows with neither `text` nor `text_file`", [where])
         return Ellipsis
@@ -205,6 +272,9 @@ def _text(row, resolver: PathResolver, rid: str, where: str, problems: ProblemLo
     if doc.encoding not in ("utf-8", "utf-8-sig"):
         problems.add("text_encoding_fallback", "texts that are not UTF-8 (decoded with a "
                      "fallback encoding)", [rid], "warning")
+    if not doc.text.strip():
+        problems.add("empty_text", "texts with no readable content", [f"{rid} ({where})"],
+                     "warning")
     return doc.text
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field
 
 from daer_core.data.files import IMAGE_EXTENSIONS, FolderIndex, normalize_name
-from daer_core.data.splits import stratified_assign
+from daer_core.data.splits import SplitFractions, stratified_assign
 from daer_core.data.text import read_document
 from daer_core.errors import DataError
 
@@ -35,7 +35,7 @@ class PascalParams(LayoutParams):
     texts_dir: str = Field("sentence", description="folder of per-class sentence folders")
     sentences: Literal["join", "first"] = Field(
         "join", description="the pair's text: all sentences joined, or only the first")
-    split_fractions: tuple[float, float, float] = Field(
+    split_fractions: SplitFractions = Field(
         (0.8, 0.1, 0.1), description="train / val / test fractions, applied per class")
 
 

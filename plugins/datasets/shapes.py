@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from daer_core.data.splits import sizes_from_fractions
+from daer_core.data.splits import SplitFractions, sizes_from_fractions
 from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, SplitName
 from registry import hookimpl
 
@@ -54,7 +54,9 @@ class ShapesParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_pairs: int = Field(1200, ge=3, description="number of image-caption pairs generated")
+    num_pairs: int = Field(1200, ge=3, le=1_000_000,
+                           description="number of image-caption pairs generated (images are"
+                                       " drawn on demand; the records are held in memory)")
     num_classes: int = Field(
         10, ge=2, description="number of classes; with label_scheme shape_colour at most "
         f"{len(SHAPES) * len(COLOURS)}, shape at most {len(SHAPES)}, colour at most "
@@ -65,7 +67,7 @@ class ShapesParams(BaseModel):
     image_size: int = Field(64, ge=16, le=1024,
                             description="side of the square RGB images in pixels "
                                         "(exposed as native_image_size)")
-    split_fractions: tuple[float, float, float] = Field(
+    split_fractions: SplitFractions = Field(
         (0.8, 0.1, 0.1), description="train / val / test fractions (normalised to sum to 1); "
                                      "ignored when split_sizes is given")
     split_sizes: tuple[int, int, int] | None = Field(

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import Field
 
 from daer_core.data.files import FolderIndex, resolve_id
-from daer_core.data.splits import carve, partition, sizes_from_fractions
+from daer_core.data.splits import SplitFractions, carve, partition, sizes_from_fractions
 from daer_core.data.text import read_document
 from daer_core.errors import DataError
 
@@ -46,7 +46,7 @@ class WikipediaParams(LayoutParams):
         "train); `random`: seeded split_fractions over all pairs (the DAER paper's protocol)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="standard split: fraction "
                                 "of the train list carved out (seeded) for validation")
-    split_fractions: tuple[float, float, float] = Field(
+    split_fractions: SplitFractions = Field(
         (0.8, 0.1, 0.1), description="random split: train / val / test fractions")
     texts_dir: str = Field("texts", description="folder of text files, relative to root")
     images_dir: str = Field("images", description="folder of per-category image folders")
