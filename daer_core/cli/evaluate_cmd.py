@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from ..training.run_loading import load_run
     from ..training.runtime import pick_device
 
+    device = pick_device(args.device, key="--device")  # a bad value fails before loading
     loaded = load_run(args.run_dir)
-    device = pick_device(args.device)
     loaded.model.to(device)
     metrics = write_evaluation(loaded.model, loaded.preprocess, loaded.test, loaded.classes,
                                loaded.config, loaded.run_dir, device=device)

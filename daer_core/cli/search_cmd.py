@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -16,10 +18,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--device", default="auto",
                    help="where to run: auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--index", type=Path, default=None,
+                   help="a gallery index from `daer index`: two-stage search of it instead of"
+                        " scoring the run's test split exhaustively")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="with --index: items re-ranked exactly (default max(100, 1%% of the"
+                        " gallery))")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="with --index: score every item with the relation network")
     p.set_defaults(func=run)
 
 
+def query_notices(encoder, before: Counter) -> list[str]:
+    """What the text encoder did to the query that changes its meaning: words it does not
+    know (all of them: the ranking then says nothing about the query), no tokens at all, or
+    a query cut at ``max_tokens``. Read from the encoder's ``counts`` (word2vec-lstm keeps
+    them); encoders without counts give no notices."""
+    delta = Counter(getattr(encoder, "counts", None) or {})
+    delta.subtract(before)
+    tokens, oov = delta.get("tokens", 0), delta.get("oov_tokens", 0)
+    out = []
+    if delta.get("empty_texts", 0) > 0:
+        out.append("the query has no words the tokenizer keeps; the ranking does not depend"
+                   " on it")
+    elif tokens and oov == tokens:
+        out.append(f"none of the query's {tokens} word(s) is in the model's vocabulary (they"
+                   " all map to <unk>); the ranking does not depend on the query's words")
+    elif oov > 0:
+        out.append(f"{oov} of the query's {tokens} word(s) are not in the model's vocabulary"
+                   " and map to <unk>")
+    if delta.get("truncated", 0) > 0:
+        limit = getattr(getattr(encoder, "params", None), "max_tokens", None)
+        out.append(f"the query was cut at max_tokens={limit}; later words were ignored"
+                   if limit else "the query was cut short by the text encoder")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.index is not None:
+        from .index_search import run_indexed
+        return run_indexed(args)
+    if args.candidates is not None or args.exhaustive:
+        from ..errors import ConfigError
+        raise ConfigError("--candidates and --exhaustive need --index (without it every test"
+                          " item is scored)")
     import torch
 
     from ..data.images import load_rgb
@@ -31,15 +73,19 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
     query_image = load_rgb(args.image) if args.image is not None else None  # fail early
+    device = pick_device(args.device, key="--device")  # a bad value fails before loading
     loaded = load_run(args.run_dir)
-    device = pick_device(args.device)
     model = loaded.model.to(device)
     gallery = embed_records(model, loaded.preprocess, loaded.test, device=device,
                             desc="embedding gallery")
     by_id = {r.id: r for r in loaded.test}
     with torch.no_grad():
+        notices: list[str] = []
         if args.text is not None:
-            inputs = {k: v.to(device) for k, v in loaded.preprocess.text([args.text]).items()}
+            before = Counter(getattr(model.text_encoder, "counts", None) or {})
+            prepared = loaded.preprocess.text([args.text])
+            notices = query_notices(model.text_encoder, before)
+            inputs = {k: v.to(device) for k, v in prepared.items()}
             q = model.encode_text(inputs)
             scores = model.score_matrix(q, gallery.image.to(device))[0].numpy()
             kind = "image"
@@ -55,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
                         "labels": [loaded.classes[i] for i in rec.labels],
                         "text": rec.text if kind == "text" else None,
                         "image": str(rec.image) if not callable(rec.image) else None})
+    for note in notices:
+        print(f"daer: notice: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"query": args.text if args.text is not None else str(args.image),
-                          "results_kind": kind, "results": results}, indent=2))
+                          "results_kind": kind, "notices": notices, "results": results},
+                         indent=2))
         return 0
     print(f"top {len(results)} {kind}s for {'text' if args.text is not None else 'image'} query:")
     for r in results:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -21,17 +21,53 @@ from ..errors import ConfigError
 from .schema import COMPONENT_PATHS, RunConfig
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last value silently, so a config with ``epochs`` set twice would
+    train with whichever came last without a word.
+    """
+
+
+def _no_duplicate_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    first_line: dict[Any, int] = {}
+    for key_node, _value in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line"
+                    f" {first_line[key]}); remove one of them", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: the base constructor reports it
+            pass
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _no_duplicate_keys)
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a ``.yaml``/``.yml``/``.toml``/``.json`` file into a dict, naming the file on errors."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded"
+                          + ("; the file is UTF-16" if utf16 else "")
+                          + "); save it as UTF-8") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         else:  # YAML is a superset of JSON
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
     if data is None:
@@ -99,19 +135,47 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: tuple = ()) -> str:
+Blame = Callable[[tuple[str, ...]], str]
+
+
+def override_blame(source: str, overrides: Iterable[str]) -> Blame:
+    """Who set a key path: the ``--set`` that set it (or set a mapping above or below it),
+    else ``source`` (the config file). Errors then point at what the user has to fix."""
+    paths = []
+    for text in overrides:
+        try:
+            paths.append((tuple(parse_override(text)[0]), text))
+        except ConfigError:
+            continue
+
+    def blame(loc: tuple[str, ...]) -> str:
+        for path, text in reversed(paths):  # the last --set of a key wins
+            n = min(len(path), len(loc))
+            if n and tuple(loc[:n]) == path[:n]:
+                return f"--set {text}"
+        return source
+    return blame
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: tuple = (),
+                            blame: Blame | None = None) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "(root)"
+        parts = tuple(str(p) for p in (*prefix, *err["loc"]))
+        loc = ".".join(parts) or "(root)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{source}: {loc}: {msg}")
+        lines.append(f"{blame(parts) if blame else source}: {loc}: {msg}")
     return "\n".join(lines)
 
 
-def resolve_components(config: RunConfig, registry, source: str = "config") -> RunConfig:
+def resolve_components(config: RunConfig, registry, source: str = "config",
+                       blame: Blame | None = None) -> RunConfig:
     """Check every component reference against the registry and fill in params defaults."""
+    def who(*parts: str) -> str:
+        return blame(parts) if blame else source
+
     from registry import ParamsError, UnknownComponentError  # the registry is core-level
 
     errors: list[str] = []
@@ -126,13 +190,14 @@ def resolve_components(config: RunConfig, registry, source: str = "config") -> R
         try:
             spec = registry.get(kind, node["name"])
         except UnknownComponentError as exc:
-            errors.append(f"{source}: {dotted}.name: {exc}")
+            errors.append(f"{who(*path, 'name')}: {dotted}.name: {exc}")
             continue
         try:
             node["params"] = spec.validate_params(node.get("params") or {}).model_dump(mode="json")
         except ParamsError as exc:
             for problem in str(exc).split(": ", 1)[1].split("; "):
-                errors.append(f"{source}: {dotted}.params.{problem}"
+                key = problem.split(":", 1)[0].split(".")
+                errors.append(f"{who(*path, 'params', *key)}: {dotted}.params.{problem}"
                               f"  [{kind} {spec.name!r} from plugin {spec.plugin}]")
     if errors:
         raise ConfigError("\n".join(errors))
@@ -156,6 +221,7 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
         data, label = copy.deepcopy(dict(source)), "config"
     else:
         data, label = read_config_file(source), str(source)
+    overrides = list(overrides)
     data = apply_overrides(data, overrides)
     preset_name = preset or data.get("preset")
     if preset_name:
@@ -172,11 +238,12 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
         # stay; params of another dataset mean nothing to this one
         data["dataset"] = ({**current, "name": dataset} if current.get("name") in (None, dataset)
                            else {"name": dataset})
+    blame = override_blame(label, overrides)
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, label)) from None
-    return resolve_components(config, registry, label)
+        raise ConfigError(format_validation_error(exc, label, blame=blame)) from None
+    return resolve_components(config, registry, label, blame)
 
 
 def load_saved_config(path: str | Path, *, registry=None) -> RunConfig:

@@ -48,9 +48,9 @@ class PipelineConfig(Strict):
 
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.01, gt=0)
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False)  # inf passed gt=0 and broke training
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
 
 
 class StageConfig(Strict):
@@ -62,6 +62,17 @@ class StageConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation score")
+    # -- fine-tuning policy for encoders that load pretrained weights (no effect otherwise) --
+    backbone_lr: float | None = Field(
+        None, gt=0, description="learning rate of the pretrained backbone parameters (an "
+        "encoder's pretrained_parameters()); the new layers (projection, inserted attention, "
+        "heads, relation) keep optimizer.lr; null = optimizer.lr for everything")
+    frozen_backbone_epochs: int = Field(
+        0, ge=0, description="the stage's first N epochs train only the new layers: the "
+        "pretrained backbone gets no gradient and keeps its batch-norm statistics")
+    batchnorm: Literal["train", "frozen"] = Field(
+        "train", description="batch-norm layers of the pretrained backbone: train = update "
+        "their running statistics; frozen = keep the loaded ones (small data, small batches)")
 
 
 class StagesConfig(Strict):
@@ -69,6 +80,16 @@ class StagesConfig(Strict):
     image: StageConfig = Field(default_factory=StageConfig, description="stage 2: image classification")
     relation: StageConfig = Field(default_factory=lambda: StageConfig(batch_size=32),
                                   description="stage 3: relation training, all pairs per batch")
+
+    @field_validator("image", "relation")
+    @classmethod
+    def _pairs_need_company(cls, sc: StageConfig) -> StageConfig:
+        # checked here, not only by the trainer, so `daer config validate` rejects it too
+        if sc.enabled and sc.epochs and sc.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (a lone image cannot be"
+                             f" batch-normalised and a lone pair has no negatives), got"
+                             f" {sc.batch_size}")
+        return sc
 
 
 class TrainConfig(Strict):

@@ -38,3 +38,15 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters that come from pretrained weights (the backbone), as opposed to the layers
+        the encoder adds on top (projection, inserted attention and its gates).
+
+        The trainer gives them ``train.stages.<stage>.backbone_lr``, freezes them for the
+        stage's first ``frozen_backbone_epochs`` and, with ``batchnorm: frozen``, keeps the
+        batch-norm statistics that came with them. Decided by the config (weights configured),
+        not by whether a file was read, so that a resumed run groups its parameters the same
+        way. Default: none — the encoder starts from random weights.
+        """
+        return []

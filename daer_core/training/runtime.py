@@ -11,16 +11,24 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; an explicit device must exist."""
+def pick_device(requested: str = "auto", key: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; an explicit device must exist.
+
+    ``key`` names where the value came from (a config key or a command-line option), so a
+    bad value is a config error naming it rather than torch's own RuntimeError.
+    """
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     from ..errors import ConfigError
-    dev = torch.device(requested)
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{key}: {requested!r} is not a device; use auto, cpu, cuda or"
+                          " cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {requested!r} requested but CUDA is not available")
+        raise ConfigError(f"{key}: {requested!r} requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {requested!r} requested but only "
+        raise ConfigError(f"{key}: {requested!r} requested but only "
                           f"{torch.cuda.device_count()} CUDA device(s) exist")
     return dev
 

@@ -32,6 +32,7 @@ from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
 from . import run_dir as rd
 from .batches import make_loader, shared_label_target
+from .finetune import frozen, hold_batchnorm, parameter_groups
 from .runtime import capture_rng, derived_seed, pick_device, restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,17 @@ class Trainer:
             mods = [self.model]
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
+    def _pretrained_params(self, stage: str) -> list[nn.Parameter]:
+        """Parameters of the stage's encoders that came from pretrained weights."""
+        encoders = {"text": [self.model.text_encoder], "image": [self.model.image_encoder],
+                    "relation": [self.model.text_encoder, self.model.image_encoder]}[stage]
+        return [p for enc in encoders for p in enc.pretrained_parameters()]
+
     def _optimizer(self, stage: str) -> torch.optim.Optimizer:
-        oc = getattr(self.config.train.stages, stage).optimizer
-        params = self._stage_params(stage)
+        sc = getattr(self.config.train.stages, stage)
+        oc = sc.optimizer
+        params = parameter_groups(self._stage_params(stage), self._pretrained_params(stage),
+                                  sc.backbone_lr)
         if oc.name == "sgd":
             return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
         if oc.name == "adam":
@@ -218,8 +227,18 @@ class Trainer:
                              shuffle=True, generator=gen,
                              num_workers=self.config.train.num_workers,
                              with_images=stage != "text")
+        pretrained = self._pretrained_params(stage)
+        warm_up = self.state.epoch < sc.frozen_backbone_epochs  # backbone frozen this epoch
         self.model.train()
         self.heads.train()
+        if warm_up or sc.batchnorm == "frozen":
+            hold_batchnorm(self.model, pretrained)
+        with frozen(pretrained, enabled=warm_up):
+            return self._train_steps(stage, optimizer, loader)
+
+    def _train_steps(self, stage: str, optimizer: torch.optim.Optimizer,
+                     loader) -> dict[str, float]:
+        sc = getattr(self.config.train.stages, stage)
         total, count, steps, lone = 0.0, 0, 0, 0
         bar = tqdm(loader, desc=f"{STAGE_TITLES[stage]} epoch {self.state.epoch + 1}/{sc.epochs}",
                    leave=False, unit="batch")

@@ -29,7 +29,8 @@ from torchvision import transforms
 from torchvision.models import mobilenet_v3_large
 from torchvision.models.mobilenetv3 import InvertedResidual
 
-from daer_core.attention import attention_modules, find_blocks, insert_attention
+from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention_modules,
+                                 find_blocks, gated_start, insert_attention, inserted_parameters)
 from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
@@ -67,6 +68,7 @@ class MobileNetV3Params(BaseModel):
         False, description="keep torchvision's 960->1280 Hardswish layer (loaded from "
                            "weights_path) before the output layer; false = one FC from the "
                            "pooled 960 features")
+    attention_start: AttentionStart = Field("auto", description=ATTENTION_START_HELP)
     augment: bool = Field(False, description="training transform adds a mild random resized "
                                              "crop (scale 0.8-1)")
     hflip: bool = Field(False, description="training transform adds random horizontal flips "
@@ -153,12 +155,22 @@ class MobileNetV3Encoder(ImageEncoder):
         self.attention_names: list[str] = []
         if attention is not None:
             sample = torch.zeros(1, 3, 64, 64)  # channels do not depend on the size
-            self.attention_names = insert_attention(self, attention, self.attention_places,
-                                                    sample)
+            self.attention_names = insert_attention(
+                self, attention, self.attention_places, sample,
+                identity_start=gated_start(params.attention_start, bool(params.weights_path)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(images)).flatten(1)
         return self.fc(self.dropout(self.pre_logits(x)))
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The torchvision backbone's weights (and the pre-logits layer with ``pre_logits``)
+        when ``weights_path`` is configured; inserted attention and the output FC are new."""
+        if not self.params.weights_path:
+            return []
+        new = {id(p) for p in inserted_parameters(self)}
+        loaded = [*self.features.parameters(), *self.pre_logits.parameters()]
+        return [p for p in loaded if id(p) not in new]
 
     def attentions(self) -> list[tuple[str, nn.Module]]:
         """``(name, module)`` of every inserted attention."""

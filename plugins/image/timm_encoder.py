@@ -19,7 +19,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from daer_core.attention import attention_modules, insert_attention
+from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention_modules,
+                                 gated_start, insert_attention, inserted_parameters)
 from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
@@ -78,6 +79,7 @@ class TimmParams(BaseModel):
     attention_modules: list[str] | None = Field(
         None, description="explicit dotted module names for attention; overrides "
         "attention_places/attention_stages")
+    attention_start: AttentionStart = Field("auto", description=ATTENTION_START_HELP)
     crop_pct: float | None = Field(
         None, gt=0, le=1, description="null: resize the whole image to size x size; a value:"
         " resize to size / crop_pct, then centre-crop (timm's evaluation transform)")
@@ -248,7 +250,9 @@ class TimmImageEncoder(ImageEncoder):
             places = params.attention_modules or attention_places(
                 backbone, params.attention_places, params.attention_stages)
             try:
-                self.attention_names = insert_attention(backbone, attention, places, sample)
+                self.attention_names = insert_attention(
+                    backbone, attention, places, sample,
+                    identity_start=gated_start(params.attention_start, self.pretrained))
             except (TypeError, ValueError, AttributeError) as exc:
                 raise ConfigError(f"{KEY}: cannot place image attention in timm model "
                                   f"{params.model!r} at {places[:3]}...: {exc} (name (B, C, H, W)"
@@ -258,9 +262,22 @@ class TimmImageEncoder(ImageEncoder):
         self.proj = nn.Linear(self.feature_dim, params.out_dim)
         self.out_dim = params.out_dim
         if params.freeze:
-            trainable = {id(p) for _, m in attention_modules(backbone) for p in m.parameters()}
+            trainable = {id(p) for p in inserted_parameters(backbone)}
             for p in backbone.parameters():
                 p.requires_grad_(id(p) in trainable)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the config names pretrained weights (a file or a package)."""
+        return bool(self.params.weights_path or self.params.weights_package)
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The backbone's own weights when pretrained ones are configured (not the inserted
+        attention, not the projection)."""
+        if not self.pretrained:
+            return []
+        new = {id(p) for p in inserted_parameters(self.backbone)}
+        return [p for p in self.backbone.parameters() if id(p) not in new]
 
     def train(self, mode: bool = True) -> "TimmImageEncoder":
         super().train(mode)

@@ -115,6 +115,10 @@ class HFTextEncoder(TextEncoder):
         limit = getattr(self.transformer.config, "max_position_embeddings", None)
         return int(limit) if limit else self.params.max_length
 
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The transformer's weights (always loaded from a local folder)."""
+        return list(self.transformer.parameters())
+
     def train(self, mode: bool = True) -> "HFTextEncoder":
         super().train(mode)
         if self.params.freeze == "transformer":

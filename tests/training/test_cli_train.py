@@ -1,6 +1,8 @@
 """`daer train`, `daer evaluate` and `daer search` from the command line, at toy sizes."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -20,17 +22,84 @@ TINY = [
 ]
 
 
+#: what `daer train` printed on stdout for the module's trained run
+TRAIN_STDOUT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--preset", "daer", "--dataset", "shapes", "--out", str(run), *TINY])
+    """One tiny run, trained through a config file given as the positional CONFIG."""
+    folder = tmp_path_factory.mktemp("cli")
+    run = folder / "run"
+    config = folder / "run.yaml"
+    config.write_text("preset: daer\ndataset: {name: shapes}\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", str(config), "--out", str(run), *TINY])
     assert code == 0
+    TRAIN_STDOUT["out"] = out.getvalue()
     return run
 
 
-def test_train_prints_table1_and_writes_metrics(trained_run, capsys):
+def test_train_prints_table1_and_writes_metrics(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert {"i2t", "t2i", "avg", "chance"} <= metrics.keys()
+    lines = TRAIN_STDOUT["out"].splitlines()
+    header = lines.index("Method            Image→Text  Text→Image  Average")
+    assert lines[header - 1] == f"Test mAP@all (daer on shapes, {metrics['pairs']} pairs)"
+    row = lines[header + 1].split()
+    assert row[:2] == ["this", "run"]
+    assert [float(v) for v in row[2:]] == [round(metrics[k], 3) for k in ("i2t", "t2i", "avg")]
+    chance = lines[header + 2].split()
+    assert chance[0] == "chance" and float(chance[3]) == round(metrics["chance"], 3)
+    assert f"run directory: {trained_run}" in TRAIN_STDOUT["out"]
+
+
+def test_train_reads_the_positional_config(trained_run):
+    import yaml
+    saved = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert saved["preset"] == "daer" and saved["dataset"]["name"] == "shapes"
+    assert saved["dataset"]["params"]["num_pairs"] == 30  # --set applied on top of the file
+
+
+def test_search_says_when_the_query_is_unknown_or_cut(trained_run, capsys):
+    assert main(["search", str(trained_run), "--text", "zzqx qqxz", "--k", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    notices = json.loads(captured.out)["notices"]
+    assert len(notices) == 1 and "none of the query's 2 word(s)" in notices[0]
+    assert "daer: notice: none of the query's" in captured.err
+    assert main(["search", str(trained_run), "--text", "a red circle", "--k", "2",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notices"] == []
+    long = " ".join(["a red circle left of a blue square"] * 40)  # 320 words > max_tokens 200
+    assert main(["search", str(trained_run), "--text", long, "--k", "1", "--json"]) == 0
+    notices = json.loads(capsys.readouterr().out)["notices"]
+    assert any("cut at max_tokens=200" in n for n in notices)
+
+
+def test_verbose_and_daer_debug_print_the_traceback_of_a_runtime_failure(
+        trained_run, tmp_path, capsys, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text((trained_run / "config.yaml").read_text())
+    assert main(["evaluate", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert "training has not finished" in err and "Traceback" not in err
+    assert main(["-v", "evaluate", str(broken)]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("DAER_DEBUG", "1")
+    assert main(["evaluate", str(broken)]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "search"])
+def test_evaluate_and_search_run_on_the_device_asked_for(trained_run, capsys, command):
+    extra = ["--text", "a red circle", "--k", "1"] if command == "search" else []
+    assert main([command, str(trained_run), "--device", "cpu", "--json", *extra]) == 0
+    assert json.loads(capsys.readouterr().out)
+    code = main([command, str(trained_run), "--device", "cuda:99", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "--device: 'cuda:99' requested but" in err
 
 
 def test_evaluate_reproduces_the_saved_metrics(trained_run, capsys):

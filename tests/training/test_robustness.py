@@ -82,8 +82,9 @@ def test_a_non_finite_loss_stops_with_a_training_error(tmp_path, tiny_config, mo
 
 
 def test_bad_training_values_are_config_errors(tmp_path, tiny_config):
-    with pytest.raises(ConfigError, match="train.stages.image.batch_size"):
-        Trainer(load_run_config(tiny_config(train__stages__image__batch_size=1)), tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"train.stages.image: .*batch_size must be at least 2"):
+        # rejected while the config is validated (so `daer config validate` rejects it too)
+        load_run_config(tiny_config(train__stages__image__batch_size=1))
     with pytest.raises(ConfigError, match="train.device"):
         load_run_config(tiny_config(train__device="gpu"))
     with pytest.raises(ConfigError, match="evaluate.ks"):

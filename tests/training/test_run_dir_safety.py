@@ -52,6 +52,8 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(
     def prepare_then_race(self):
         report = real_prepare(self)
         if not second:
+            second["started"] = True  # the second run's own prepare must not race again
+
             def other():
                 try:
                     second["result"] = train_and_evaluate(cfg, run)
