@@ -9,7 +9,12 @@ Conventions (docs/metrics.md):
   convention in cross-modal retrieval papers); precision@k is the share relevant in the top k.
 * Chance is the *expected* AP of a uniformly random ranking, computed exactly per query:
   ``E[AP] = (H_N + (R-1)/(N-1) * (N - H_N)) / N`` with ``H_N`` the N-th harmonic number.
-* Ties in scores are broken by gallery order (a stable sort), so results are deterministic.
+* Ties are scored by their expectation over every order of the tied items (McSherry &
+  Najork, ECIR 2008), not by gallery order: a model that gives a whole class-sorted gallery
+  one score used to rank it in class order and score far above chance; now a constant model
+  scores exactly chance. mAP@k divides the expected precision sum by the expected number of
+  relevant items in the top k; precision@k is exact. The PR curve and ``top_k`` keep a
+  stable sort (a picture and a listing need one order).
 """
 from __future__ import annotations
 
@@ -51,22 +56,55 @@ def _ranked_relevance(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     return np.take_along_axis(relevant, order, axis=1)
 
 
+def _tie_aware_terms(scores: np.ndarray, relevant: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query and rank k (1-based, best first): ``E[rel_k * R_k / k]`` and ``E[rel_k]``,
+    expected over all orders of tied scores.
+
+    In a tie group holding ranks ``s+1 .. s+n`` with ``r`` relevant items and ``H`` relevant
+    items ranked above it, each rank is relevant with probability ``r/n`` and, given that,
+    ``R_k = H + 1 + (k-s-1)(r-1)/(n-1)`` on average (the other ``r-1`` relevant items fall
+    uniformly on the other ``n-1`` places). Without ties this is the plain ranked relevance.
+    """
+    q, g = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s = np.take_along_axis(scores, order, axis=1).ravel()
+    rel = np.take_along_axis(relevant, order, axis=1).ravel().astype(np.float64)
+    new = np.ones(q * g, dtype=bool)  # a tie group starts here (and at every query's start)
+    new[1:] = s[1:] != s[:-1]
+    new[::g] = True
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, q * g))
+    group_rel = np.add.reduceat(rel, starts)
+    # relevant items ranked above each group, within its query
+    cum = np.cumsum(group_rel)
+    query_of_group = starts // g
+    first_group = np.searchsorted(query_of_group, np.arange(q))
+    before = cum - group_rel - np.append(0.0, cum)[first_group][query_of_group]
+    gid = np.cumsum(new) - 1
+    n, r, h = sizes[gid].astype(np.float64), group_rel[gid], before[gid]
+    k = np.tile(np.arange(1, g + 1, dtype=np.float64), q)
+    within = k - 1 - (starts[gid] % g)          # place inside the group, 0-based
+    spread = np.where(n > 1, (r - 1.0) / np.maximum(n - 1.0, 1.0), 0.0)
+    p_rel = r / n
+    precision_term = p_rel * (h + 1.0 + within * spread) / k
+    return precision_term.reshape(q, g), p_rel.reshape(q, g)
+
+
 def average_precision(scores: np.ndarray, relevant: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Per-query AP (Eq. 12); NaN where the query has no relevant gallery item."""
+    """Per-query AP (Eq. 12), tie-aware; NaN where the query has no relevant gallery item."""
     scores = np.asarray(scores, dtype=np.float64)
     relevant = np.asarray(relevant, dtype=bool)
     if scores.shape != relevant.shape:
         raise ValueError(f"scores {scores.shape} and relevance {relevant.shape} differ in shape")
-    rel = _ranked_relevance(scores, relevant)
+    terms, p_rel = _tie_aware_terms(scores, relevant)
     if k is not None:
-        rel = rel[:, :k]
-    hits = np.cumsum(rel, axis=1)
-    ranks = np.arange(1, rel.shape[1] + 1)
-    precision_sum = (hits / ranks * rel).sum(axis=1)
-    denom = relevant.sum(axis=1) if k is None else rel.sum(axis=1)
+        terms, p_rel = terms[:, :k], p_rel[:, :k]
+    precision_sum = terms.sum(axis=1)
+    denom = relevant.sum(axis=1).astype(np.float64) if k is None else p_rel.sum(axis=1)
     total_relevant = relevant.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ap = np.where(denom > 0, precision_sum / np.maximum(denom, 1), 0.0)
+        ap = np.where(denom > 0, precision_sum / np.where(denom > 0, denom, 1.0), 0.0)
     return np.where(total_relevant > 0, ap, np.nan)
 
 
@@ -77,8 +115,10 @@ def mean_average_precision(scores: np.ndarray, relevant: np.ndarray, k: int | No
 
 
 def precision_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
-    rel = _ranked_relevance(np.asarray(scores, dtype=np.float64), np.asarray(relevant, bool))
-    return float(rel[:, :k].mean())
+    """Share of the top k that is relevant, averaged over all queries (tie-aware)."""
+    _, p_rel = _tie_aware_terms(np.asarray(scores, dtype=np.float64),
+                                np.asarray(relevant, bool))
+    return float(p_rel[:, :k].sum(axis=1).mean() / k)
 
 
 def chance_average_precision(relevant: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..interfaces import PairRecord
+from ..interfaces.relation import emitting_logits
 from .metrics import retrieval_report
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,16 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
 @torch.no_grad()
 def score_embedded(model, emb: Embedded, *, block_size: int = 256,
                    device: torch.device | str = "cpu") -> np.ndarray:
-    """``(texts, images)`` relevance scores from the relation head, computed blockwise."""
+    """``(texts, images)`` ranking scores from the relation head, computed blockwise.
+
+    These are the head's scores before its final sigmoid (same order, no float32
+    saturation into ties); see :attr:`~daer_core.interfaces.relation.RelationHead.emit_logits`.
+    """
     device = torch.device(device)
     model.eval()
-    return model.score_matrix(emb.text.to(device), emb.image.to(device),
-                              block_size=block_size).numpy()
+    with emitting_logits(model.relation):
+        return model.score_matrix(emb.text.to(device), emb.image.to(device),
+                                  block_size=block_size).numpy()
 
 
 def evaluate_embedded(model, emb: Embedded, *, block_size: int = 256,

@@ -5,6 +5,9 @@ the pairs (all Q x P combinations, in blocks) — components only see flat ``(N,
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -48,6 +51,11 @@ class RelationHead(nn.Module):
     """
 
     in_dim: int
+    #: When True, a head whose score ends in a squashing map (a sigmoid) returns the score
+    #: before it. Evaluation ranks with it set (:func:`emitting_logits`): in float32 the
+    #: sigmoid of every logit above ~17 is exactly 1.0, which turns distinct scores into ties.
+    #: The order is otherwise the same (the map is increasing); training never sets it.
+    emit_logits: bool = False
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -64,6 +72,17 @@ class RelationHead(nn.Module):
     def after_first_layer(self, hidden: torch.Tensor) -> torch.Tensor:
         """The rest of the head, from the first layer's output ``(N, H)`` to scores ``(N,)``."""
         raise NotImplementedError
+
+
+@contextmanager
+def emitting_logits(head: RelationHead) -> Iterator[RelationHead]:
+    """Within the block, ``head`` returns pre-squashing scores (see ``emit_logits``)."""
+    before = head.emit_logits
+    head.emit_logits = True
+    try:
+        yield head
+    finally:
+        head.emit_logits = before
 
 
 class TwoTowerRelation(RelationHead):

@@ -61,7 +61,8 @@ class CosineRelation(TwoTowerRelation):
     def _map(self, cos: torch.Tensor) -> torch.Tensor:
         if self.params.mapping == "affine":
             return (cos + 1.0) / 2.0
-        return torch.sigmoid(self.log_scale.exp() * cos + self.bias)
+        logit = self.log_scale.exp() * cos + self.bias
+        return logit if self.emit_logits else torch.sigmoid(logit)
 
     def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """All pairs: ``(Q, D), (P, D) -> (Q, P)``."""

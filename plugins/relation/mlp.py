@@ -73,14 +73,18 @@ class MLPRelation(RelationHead):
 
     def after_first_layer(self, hidden: torch.Tensor) -> torch.Tensor:
         score = self.net[1:](hidden).squeeze(-1)
-        return torch.sigmoid(score) if self.output == "sigmoid" else score
+        return self._squash(score)
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         if fused.shape[-1] != self.in_dim:
             raise ValueError(f"mlp relation built for in_dim={self.in_dim}, got width "
                              f"{fused.shape[-1]}")
-        score = self.net(fused).squeeze(-1)
-        return torch.sigmoid(score) if self.output == "sigmoid" else score
+        return self._squash(self.net(fused).squeeze(-1))
+
+    def _squash(self, score: torch.Tensor) -> torch.Tensor:
+        if self.output == "sigmoid" and not self.emit_logits:
+            return torch.sigmoid(score)
+        return score
 
 
 def make_mlp(params: MLPRelationParams, fused_dim: int, text_dim: int | None = None,
