@@ -5,25 +5,12 @@
 the components are connected, so a mismatch (say fusion 600 vs relation 512) is reported with
 both component names and dims before any data flows.
 
-How each kind is built (``registry.create(kind, name, params, **deps)``):
-
-=================  ===========================================================
-kind               deps handed over by the core
-=================  ===========================================================
-tokenizer          (none)
-text_attention     ``dim`` — width of the token states it re-weights
-text_encoder       ``tokenizer``, ``attention`` (``dim -> module`` or None)
-image_attention    ``channels`` — channel count where it is inserted
-image_encoder      ``attention`` (``channels -> module`` or None), ``native_image_size``
-fusion             ``text_dim``, ``image_dim``
-enhancement        ``dim``
-relation           ``fused_dim``, ``text_dim``, ``image_dim``
-loss               (none)
-=================  ===========================================================
+Each kind is built with ``registry.create(kind, name, params, **deps)``; the deps the core
+hands each kind, and the interface the result must satisfy, are in :data:`registry.KINDS`
+(the table is in ``docs/architecture.md``).
 """
 from __future__ import annotations
 
-import inspect
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -32,7 +19,7 @@ import torch
 from torch import nn
 
 from .config.schema import ComponentRef, PipelineConfig, RunConfig
-from .errors import DimensionMismatchError, PipelineError
+from .errors import DimensionMismatchError
 from .interfaces import (Enhancement, Fusion, ImageEncoder, RelationHead, RelationLoss,
                          TextEncoder, TwoTowerRelation)
 
@@ -147,17 +134,12 @@ class RetrievalModel(nn.Module):
 
 
 def _create(registry, ref: ComponentRef, kind: str, **deps: Any):
-    """Build one component, checking first that its factory accepts what the core hands over
-    (so a plugin's own TypeError is never mistaken for an interface mismatch)."""
-    spec = registry.get(kind, ref.name)
-    try:
-        inspect.signature(spec.factory).bind(ref.params, **deps)
-    except TypeError as exc:
-        raise PipelineError(f"{kind} {ref.name!r} (plugin {spec.plugin}) does not accept the"
-                            f" arguments the core passes to a {kind} factory (params,"
-                            f" {', '.join(sorted(deps)) or 'nothing else'}): {exc}") from None
-    except ValueError:  # no signature (some builtins): let the call decide
-        pass
+    """Build one component with the deps the core hands its kind.
+
+    The factory's signature was checked against ``registry.KINDS[kind]`` when its plugin
+    registered, and the registry checks the built object's interface, so a TypeError raised
+    here comes from the plugin's own code and is left as it is.
+    """
     return registry.create(kind, ref.name, ref.params, **deps)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .components import KINDS, ComponentRegistry, ComponentSpec, NoParams, PluginScope, PresetSpec
+from .components import ComponentRegistry, ComponentSpec, NoParams, Params, PluginScope, PresetSpec
 from .errors import (DuplicateComponentError, ParamsError, RegistryError,
                      UnknownComponentError, UnknownKindError)
 from .hookspecs import hookimpl, hookspec
+from .kinds import KINDS, FactorySignatureError, InterfaceError, Kind
 from .manager import (ENTRY_POINT_GROUP, ENV_DISABLE, ENV_DISABLE_AUTOLOAD, ENV_LOAD,
                       LoadedPlugins, PluginInfo, PluginLoadWarning, default_plugins,
                       load_plugins, set_default_plugins)
@@ -35,7 +36,8 @@ def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
 
 
 __all__ = [
-    "KINDS", "ComponentRegistry", "ComponentSpec", "NoParams", "PluginScope", "PresetSpec",
+    "KINDS", "Kind", "FactorySignatureError", "InterfaceError", "ComponentRegistry",
+    "ComponentSpec", "NoParams", "Params", "PluginScope", "PresetSpec",
     "DuplicateComponentError", "ParamsError", "RegistryError", "UnknownComponentError",
     "UnknownKindError", "hookimpl", "hookspec", "ENTRY_POINT_GROUP", "ENV_DISABLE",
     "ENV_DISABLE_AUTOLOAD", "ENV_LOAD", "LoadedPlugins", "PluginInfo", "PluginLoadWarning",

@@ -15,28 +15,21 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import (DuplicateComponentError, ParamsError, UnknownComponentError,
                      UnknownKindError)
+from .kinds import KINDS, FactorySignatureError
 
-#: Every kind of component the core knows how to use, with what it is for.
-KINDS: dict[str, str] = {
-    "tokenizer": "splits raw text into tokens (str -> list[str])",
-    "text_encoder": "maps raw texts to embeddings (B texts -> B x out_dim)",
-    "text_attention": "re-weights a token sequence (B x L x D -> B x L x D)",
-    "image_encoder": "maps image tensors to embeddings (B x 3 x H x W -> B x out_dim)",
-    "image_attention": "re-weights a feature map inside a backbone (B x C x H x W -> same)",
-    "fusion": "combines one text and one image embedding per pair (N x Dt, N x Di -> N x Df)",
-    "enhancement": "reshapes the fused distribution (N x Df -> N x Df)",
-    "relation": "scores fused pairs (N x Df -> N) or embedding pairs directly",
-    "loss": "compares predicted and target similarity matrices (Q x P, Q x P -> scalar)",
-    "dataset": "yields labelled image-text pairs or pre-extracted features per split",
-    "method": "a baseline cross-modal method with fit / transform_image / transform_text",
-    "feature_extractor": "turns raw images or texts into fixed feature vectors for baselines",
-}
+class Params(BaseModel):
+    """Base of every params model: an unknown key is an error, never silently ignored.
 
-
-class NoParams(BaseModel):
-    """Params model for components that take no parameters."""
+    A typo in a config (``vocab_sise``) then fails validation with its key path instead of
+    leaving the default in place. Subclass it and give every field its default and a
+    ``description`` here: the params model is the only place a component's defaults live.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+
+class NoParams(Params):
+    """Params model for components that take no parameters."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +101,13 @@ class ComponentRegistry:
 
     # -- registration -------------------------------------------------------------------
     def add(self, spec: ComponentSpec, *, override: bool = False) -> None:
-        """Add a spec; the same name twice in one kind is an error naming both providers."""
+        """Add a spec; the same name twice in one kind is an error naming both providers.
+
+        The factory is checked against its kind first (:meth:`registry.kinds.Kind.check_factory`),
+        so a wrong signature is reported when the plugin registers, not when a run is built.
+        """
         table = self._kind_table(spec.kind)
+        KINDS[spec.kind].check_factory(spec.factory, spec.name)
         existing = table.get(spec.name)
         if existing is not None and not override:
             raise DuplicateComponentError(
@@ -157,10 +155,18 @@ class ComponentRegistry:
         """Build a component by kind and name.
 
         ``params`` are validated against the component's params model; ``deps`` are objects
-        the core hands over (an attention factory, a tokenizer, the input width, ...).
+        the core hands over (an attention factory, a tokenizer, the input width, ...) and must
+        be among the kind's deps. The built object is checked against the kind's interface.
         """
         spec = self.get(kind, name)
-        return spec.factory(spec.validate_params(params), **deps)
+        contract = KINDS[kind]
+        unknown = sorted(set(deps) - set(contract.deps))
+        if unknown:
+            raise FactorySignatureError(
+                f"{kind} {name!r} created with {', '.join(unknown)}, which a {kind} factory"
+                f" does not take; it is called as {contract.signature()}")
+        built = spec.factory(spec.validate_params(params), **deps)
+        return contract.check_built(built, name)
 
     def preset(self, name: str) -> PresetSpec:
         if name in self._presets:

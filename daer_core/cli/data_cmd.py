@@ -9,7 +9,6 @@ problem. Exit codes: 0 usable as is, 1 problems found, 2 usage errors (unknown l
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -72,9 +71,8 @@ def check_dataset(layout: str, path: str | None, overrides: list[str]) -> DataRe
     import registry
     spec = registry.get_registry().get("dataset", layout)
     params = spec.validate_params(build_params(spec, path, overrides))
-    takes_check = "check" in inspect.signature(spec.factory).parameters
-    try:
-        dataset = spec.factory(params, check=True) if takes_check else spec.factory(params)
+    try:  # every dataset factory takes `check` (registry.KINDS["dataset"], checked at registration)
+        dataset = registry.get_registry().create("dataset", layout, params, check=True)
         report = dataset.report()
     except DataError as exc:
         report = DataReport(layout=layout, root=str(path or ""), classes=[],

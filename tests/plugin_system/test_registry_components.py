@@ -43,7 +43,7 @@ def test_duplicate_name_fails_the_later_plugin_naming_both(plugin_site):
     assert "'first_plug'" in second.error and "'second_plug'" in second.error
     assert any("second_plug" in str(w.message) for w in caught)
     # the earlier plugin keeps its entry; none of the failed plugin's entries remain
-    assert loaded.registry.create("fusion", "shared") == "first_plug"
+    assert loaded.registry.get("fusion", "shared").plugin == "first_plug"
     assert not loaded.registry.has("fusion", "second_plug-only")
     assert [p.name for p in loaded.registry.presets()] == ["first_plug-preset"]
 
@@ -65,7 +65,7 @@ def test_rollback_restores_an_overridden_entry(plugin_site):
     write(plugin_site, "greedy_plug", override=True, preset="orig_plug-preset")
     with pytest.warns(PluginLoadWarning, match="preset 'orig_plug-preset' is registered twice"):
         loaded = registry.load_plugins(autoload=False, load=["orig_plug", "greedy_plug"])
-    assert loaded.registry.create("fusion", "shared") == "orig_plug"
+    assert loaded.registry.get("fusion", "shared").plugin == "orig_plug"
     assert not loaded.registry.has("fusion", "greedy_plug-only")
 
 
@@ -179,7 +179,7 @@ def test_plugins_register_in_discovery_order(plugin_site):
     write(plugin_site, "zzz_plug")
     with pytest.warns(PluginLoadWarning):
         loaded = registry.load_plugins(autoload=False, load=["zzz_plug", "aaa_plug"])
-    assert loaded.registry.create("fusion", "shared") == "zzz_plug"
+    assert loaded.registry.get("fusion", "shared").plugin == "zzz_plug"
 
 
 def test_no_params_model_rejects_any_param(fake_registry):

@@ -63,7 +63,7 @@ def test_separately_installed_distribution_is_discovered(plugin_site):
     assert info.provides == ["fusion:acme-fusion", "preset:acme-fusion-preset"]
     spec = loaded.registry.get("fusion", "acme-fusion")
     assert (spec.plugin, spec.distribution, spec.version) == ("acme", "acme-daer", "2.3.1")
-    assert loaded.registry.create("fusion", "acme-fusion", {"width": 9}) == ("acme-fusion", 9)
+    assert spec.factory(spec.validate_params({"width": 9})) == ("acme-fusion", 9)
     assert loaded.registry.preset("acme-fusion-preset").distribution == "acme-daer"
     # the default plugins were seen and blocked, not imported
     assert {p.name for p in loaded.plugins if p.status == "blocked"} == set(DEFAULTS)

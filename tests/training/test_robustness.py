@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from daer_core.cli.main import main
 from daer_core.config import load_run_config
-from daer_core.errors import CheckpointError, ConfigError, PipelineError, TrainingError
+from daer_core.errors import CheckpointError, ConfigError, TrainingError
 from daer_core.training import checkpoint as ck
 from daer_core.training.api import resume_run, train_and_evaluate
 from daer_core.training.batches import shared_label_target
@@ -93,22 +93,21 @@ def test_bad_training_values_are_config_errors(tmp_path, tiny_config):
 
 def test_a_plugin_bug_is_not_reported_as_an_interface_mismatch():
     import registry
-    from registry import ComponentSpec, NoParams
+    from registry import ComponentSpec, FactorySignatureError, NoParams
 
     def broken_fusion(params, text_dim, image_dim):
         return None + 1  # a TypeError inside the plugin itself
 
     reg = registry.load_plugins().registry
     reg.add(ComponentSpec("fusion", "broken", broken_fusion, NoParams, "", "test"))
-    reg.add(ComponentSpec("fusion", "no-deps", lambda params: None, NoParams, "", "test"))
+    # an interface mismatch is caught when the factory is registered, before any build
+    with pytest.raises(FactorySignatureError, match=r"factory\(params, text_dim, image_dim\)"):
+        reg.add(ComponentSpec("fusion", "no-deps", lambda params: None, NoParams, "", "test"))
     from daer_core.pipeline import build_pipeline
     base = {"preset": "daer-c", "pipeline": {"image": {"encoder": {"params": {"size": 32}}}}}
     with pytest.raises(TypeError, match="NoneType"):
         build_pipeline(load_run_config({**base, "pipeline": {**base["pipeline"],
                                         "fusion": {"name": "broken"}}}, registry=reg), reg)
-    with pytest.raises(PipelineError, match="does not accept.*image_dim, text_dim"):
-        build_pipeline(load_run_config({**base, "pipeline": {**base["pipeline"],
-                                        "fusion": {"name": "no-deps"}}}, registry=reg), reg)
 
 
 def test_evaluating_a_run_never_reads_pretrained_weight_files(tmp_path, tiny_config, caplog,

@@ -175,8 +175,8 @@ def test_feature_datasets_are_refused_with_a_clear_error(tmp_path, tiny_config):
 
     loaded = load_plugins()
     from registry import ComponentSpec
-    loaded.registry.add(ComponentSpec("dataset", "feats-only", lambda p: Feats(), NoParams, "",
-                                      "test"))
+    loaded.registry.add(ComponentSpec("dataset", "feats-only", lambda p, check=False: Feats(),
+                                      NoParams, "", "test"))
     cfg = load_run_config({**tiny_config(), "dataset": {"name": "feats-only"}},
                           registry=loaded.registry)
     with pytest.raises(ConfigError, match="pre-extracted features"):
