@@ -97,7 +97,7 @@ def _timm_trunk(name: str, weights: str | None):
 
 def _load(model, path: str, head_prefixes: Sequence[str]) -> None:
     """Load a local weight file by name; the classifier's tensors may be absent or differ."""
-    from plugins.image.weights import load_weights_file
+    from daer_core.weights import load_weights_file
     optional = [k for k in model.state_dict()
                 if any(k == h or k.startswith(h + ".") for h in head_prefixes)]
     load_weights_file(model, path, "by-name", optional=optional, key="weights")
@@ -166,7 +166,7 @@ class BackbonePoolFeatures(FeatureExtractor):
         rows = []
         starts = range(0, len(items), self.batch_size)
         for start in tqdm(starts, desc=f"{self.backbone} features", unit="batch", leave=False,
-                          disable=len(starts) < 2):
+                          disable=True if len(starts) < 2 else None):
             batch = torch.stack([self._tensor(items[i]) for i in
                                  range(start, min(start + self.batch_size, len(items)))])
             batch = ((batch - self.mean_) / self.std_).to(self.device)

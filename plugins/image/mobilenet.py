@@ -34,8 +34,8 @@ from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention
 from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
+from daer_core.weights import read_state_dict
 
-from .weights import read_state_dict
 
 log = logging.getLogger(__name__)
 

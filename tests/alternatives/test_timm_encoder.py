@@ -12,7 +12,7 @@ from daer_core.attention import attention_modules
 from daer_core.errors import ConfigError
 from plugins.image.timm_encoder import (TimmImageEncoder, TimmParams, attention_places,
                                         build_timm_model)
-from plugins.image.weights import WeightsError
+from daer_core.weights import WeightsError
 from registry.errors import ParamsError
 
 MODEL = "efficientnet_lite0"

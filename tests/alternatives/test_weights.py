@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from daer_core.errors import ConfigError
-from plugins.image.weights import (WeightsError, find_package_dir, find_package_weights,
+from daer_core.weights import (WeightsError, find_package_dir, find_package_weights,
                                    load_into, load_weights_file, map_by_position,
                                    read_state_dict)
 

