@@ -50,11 +50,28 @@ def _configure_plugins(opts: list[str]) -> None:
     registry.set_default_plugins(registry.load_plugins(load=load, block=block))
 
 
+#: loggers that speak at INFO without -v: daer's own (its plugins log under their modules)
+OWN_LOGGERS: tuple[str, ...] = ("daer", "daer_core", "registry", "plugins")
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO from daer itself (one line per epoch, run directory, resumes); third-party INFO
+    chatter (gensim logs every Word2Vec epoch, others their file handling) only with -v.
+
+    Progress bars draw carriage-return frames only on a terminal (``disable=None``), so a
+    log redirected to a file or read by CI holds the per-epoch INFO lines instead.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -41,7 +41,7 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
                          num_classes=num_classes, num_workers=num_workers)
     ids, texts, images, labels = [], [], [], []
     by_id = {r.id: r for r in records}
-    for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
+    for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=None):
         for rid, reason in batch.skipped:
             log.warning("%s: skipping pair %s: %s", desc, rid, reason)
         if not batch.ids:

@@ -241,7 +241,7 @@ class Trainer:
         sc = getattr(self.config.train.stages, stage)
         total, count, steps, lone = 0.0, 0, 0, 0
         bar = tqdm(loader, desc=f"{STAGE_TITLES[stage]} epoch {self.state.epoch + 1}/{sc.epochs}",
-                   leave=False, unit="batch")
+                   leave=False, unit="batch", disable=None)  # None: no frames unless a tty
         for batch in bar:
             for rid, reason in batch.skipped:
                 if rid not in self.state.skipped_ids:

@@ -163,3 +163,28 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert main(["train", "--preset", "daer", "--dataset", "shapes", "--out", str(run),
                  *TINY, "--set", "train.bf16=true"]) == 0
     assert json.loads((run / "metrics.json").read_text())["avg"] >= 0
+
+
+def test_a_log_that_is_not_a_terminal_gets_one_line_per_epoch_and_no_library_chatter(tmp_path):
+    """stderr redirected (CI, `2> log`): no carriage-return progress frames, one INFO line per
+    epoch, and gensim's per-epoch INFO lines only with -v."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAER_", "TQDM_"))}
+    daer = [sys.executable, "-m", "daer_core.cli.main"]
+    train = ["train", "--preset", "daer", "--dataset", "shapes", *TINY]
+    done = subprocess.run([*daer, *train, "--out", str(tmp_path / "run")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    err = done.stderr
+    assert "\r" not in err
+    epoch_lines = [line for line in err.splitlines() if " epoch 1/1: train_loss=" in line]
+    assert [line.split(": ", 1)[1].split(" epoch")[0] for line in epoch_lines] == [
+        "stage 1/3 text classification", "stage 2/3 image classification",
+        "stage 3/3 relation training"]
+    assert "gensim" not in err
+    verbose = subprocess.run([*daer, "-v", *train, "--out", str(tmp_path / "run-v")],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "gensim" in verbose.stderr
