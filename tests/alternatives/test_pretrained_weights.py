@@ -77,3 +77,35 @@ def test_minilm_package_loads_offline_and_ranks_paraphrases():
         pooled, dim=-1).T
     assert sim[0, 1] > sim[0, 2] + 0.2  # the pretrained model knows paraphrases
     assert enc(enc.prepare(texts)).shape == (3, 8)
+
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina")
+
+
+def _photo_batch(transform) -> torch.Tensor:
+    from skimage import data
+    return torch.stack([transform(Image.fromarray(getattr(data, name)())) for name in PHOTOS])
+
+
+@needs_lite0
+@needs_skimage
+@pytest.mark.parametrize("placement", ["pre-residual", "block-output"])
+def test_attention_in_a_pretrained_backbone_starts_as_the_identity(classifier, placement):
+    """With ImageNet weights configured, the paper's attention inserted in every block leaves
+    the pooled features and the ImageNet decision of every photo as they were."""
+    from daer_core.attention import attention_gates
+    from plugins.image.dual_spatial import DualSpatialParams, make_dual_spatial
+    net, _ = classifier
+    encoder = TimmImageEncoder(
+        TimmParams(model="efficientnet_lite0", size=224, crop_pct=0.875, out_dim=16,
+                   weights_package=LITE0_PACKAGE, key_mapping="by-position",
+                   attention_places=placement),
+        attention=lambda c: make_dual_spatial(DualSpatialParams(), c)).eval()
+    assert len(attention_gates(encoder.backbone)) == len(encoder.attention_names) == 16
+    photos = _photo_batch(encoder.transform(train=False))
+    with torch.no_grad():
+        plain = net.forward_head(net.forward_features(photos), pre_logits=True)
+        pooled = encoder.backbone(photos)
+        cosine = torch.nn.functional.cosine_similarity(pooled, plain, dim=1)
+        assert cosine.min() >= 0.99
+        assert torch.equal(net.get_classifier()(pooled).argmax(1), net(photos).argmax(1))
