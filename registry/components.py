@@ -80,13 +80,19 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class PresetSpec:
-    """A named partial run config, registered by a plugin."""
+    """A named partial run config, registered by a plugin.
+
+    With ``extends`` the config holds only the differences from another preset, merged over
+    it when a run config is loaded (``daer_core.config.loading.preset_config``); the base may
+    come from another plugin, so it is looked up then, not at registration.
+    """
 
     name: str
     config: dict[str, Any]
     summary: str
     plugin: str
     distribution: str | None = None
+    extends: str | None = None
 
 
 @dataclass
@@ -219,9 +225,11 @@ class PluginScope:
             self.overrides.add((kind, name))
 
     def add_preset(self, name: str, config: dict[str, Any], *, summary: str = "",
-                   override: bool = False) -> None:
+                   extends: str | None = None, override: bool = False) -> None:
+        if extends == name:
+            raise ValueError(f"plugin {self.plugin}: preset {name!r} extends itself")
         self.registry.add_preset(PresetSpec(name, config, summary.strip(), self.plugin,
-                                            self.distribution), override=override)
+                                            self.distribution, extends), override=override)
         self.added.append(f"preset:{name}")
         if override:
             self.overrides.add(("preset", name))

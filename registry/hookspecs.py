@@ -38,6 +38,7 @@ def daer_register_components(registry) -> None:
 def daer_register_presets(registry) -> None:
     """Register named presets: partial run configs (plain data) selected by name.
 
-    Call ``registry.add_preset(name, config_dict, summary=...)``. A preset is merged under
-    the user's config, so anything in it can be overridden with ``--set``.
+    Call ``registry.add_preset(name, config_dict, summary=..., extends=None)``; with
+    ``extends="daer"`` the dict holds only the differences from that preset. A preset is
+    merged under the user's config, so anything in it can be overridden with ``--set``.
     """

@@ -181,7 +181,8 @@ def _component_payload(spec) -> dict[str, Any]:
 def _preset_payload(preset) -> dict[str, Any]:
     return {"schema": SHOW_SCHEMA, "kind": PRESET_KIND, "name": preset.name,
             "summary": preset.summary, "plugin": preset.plugin,
-            "distribution": preset.distribution, "config": preset.config}
+            "distribution": preset.distribution, "extends": preset.extends,
+            "config": preset.config}
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -229,6 +230,8 @@ def _render_preset(d: dict[str, Any]) -> list[str]:
     lines.append(f"  plugin:       {d['plugin']}")
     if d["distribution"]:
         lines.append(f"  distribution: {d['distribution']}")
+    if d["extends"]:
+        lines.append(f"  extends:      {d['extends']} (the config below is what differs)")
     lines.append("  config (merged under yours; `daer config show --preset NAME` resolves it):")
     dumped = yaml.safe_dump(d["config"], sort_keys=False, default_flow_style=False).rstrip()
     lines.extend("    " + line for line in dumped.splitlines())

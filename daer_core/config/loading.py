@@ -204,6 +204,36 @@ def resolve_components(config: RunConfig, registry, source: str = "config",
     return RunConfig.model_validate(data)
 
 
+def preset_config(registry, name: str) -> dict[str, Any]:
+    """A preset's whole config: the presets it ``extends`` merged first, base to derived.
+
+    Merging uses :func:`deep_merge`, so a derived preset that renames a component (``identity``
+    for ``signed-power``) drops the base's params for it. An unknown base or a cycle is a
+    ConfigError naming the chain of presets.
+    """
+    from registry import UnknownComponentError  # the registry is core-level
+
+    chain: list[str] = []
+    configs: list[dict[str, Any]] = []
+    current: str | None = name
+    while current is not None:
+        if current in chain:
+            raise ConfigError(f"presets extend each other in a cycle: "
+                              f"{' -> '.join([*chain, current])}")
+        try:
+            spec = registry.preset(current)
+        except UnknownComponentError as exc:
+            via = f" (extended by {' -> '.join(chain)})" if chain else ""
+            raise ConfigError(f"{exc}{via}") from None
+        chain.append(current)
+        configs.append(spec.config)
+        current = spec.extends
+    merged: dict[str, Any] = {}
+    for config in reversed(configs):
+        merged = deep_merge(merged, config)
+    return merged
+
+
 def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
                     overrides: Iterable[str] = (), preset: str | None = None,
                     dataset: str | None = None, registry=None) -> RunConfig:
@@ -225,10 +255,9 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
     data = apply_overrides(data, overrides)
     preset_name = preset or data.get("preset")
     if preset_name:
-        from registry import UnknownComponentError
         try:
-            base = registry.preset(preset_name).config
-        except UnknownComponentError as exc:
+            base = preset_config(registry, preset_name)
+        except ConfigError as exc:
             raise ConfigError(f"{label}: preset: {exc}") from None
         data = deep_merge(base, data)
         data["preset"] = preset_name

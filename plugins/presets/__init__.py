@@ -1,9 +1,11 @@
 """Named presets: the DAER paper's model and its Table 3 ablations, one YAML file each.
 
 Every ``*.yaml`` file in this package is a preset named after the file (``daer.yaml`` ->
-``daer``) with two keys: ``summary`` (one line) and ``config`` (a partial run config, usually
-``pipeline`` and ``train``). Adding a preset is adding a file. A file that cannot be used is
-skipped with a warning naming it, so one bad file never hides the others.
+``daer``) with the keys ``summary`` (one line), ``config`` (a partial run config, usually
+``pipeline`` and ``train``) and optionally ``extends`` (another preset's name: ``config`` then
+holds only the differences, as the Table 3 ablations do with ``extends: daer``). Adding a
+preset is adding a file. A file that cannot be used is skipped with a warning naming it, so
+one bad file never hides the others.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import yaml
 from registry import PluginLoadWarning, hookimpl
 
 
-def read_preset(name: str, text: str) -> tuple[str, dict[str, Any]]:
-    """``(summary, config)`` of one preset file's text; ValueError naming the file if unusable."""
+def read_preset(name: str, text: str) -> tuple[str, dict[str, Any], str | None]:
+    """``(summary, config, extends)`` of one preset file's text; ValueError naming the file if
+    unusable."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -25,16 +28,18 @@ def read_preset(name: str, text: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError(f"preset file {name}: top level must be a mapping with 'summary' and "
                          "'config'")
-    unknown = sorted(set(data) - {"summary", "config"})
+    unknown = sorted(set(data) - {"summary", "config", "extends"})
     if unknown:
         raise ValueError(f"preset file {name}: unknown top-level keys {unknown}; only "
-                         "'summary' and 'config' are allowed")
-    summary, config = data.get("summary"), data.get("config")
+                         "'summary', 'config' and 'extends' are allowed")
+    summary, config, extends = data.get("summary"), data.get("config"), data.get("extends")
+    if extends is not None and (not isinstance(extends, str) or not extends.strip()):
+        raise ValueError(f"preset file {name}: 'extends' must name a preset")
     if not isinstance(summary, str) or not summary.strip():
         raise ValueError(f"preset file {name}: 'summary' must be a non-empty string")
     if not isinstance(config, dict):
         raise ValueError(f"preset file {name}: 'config' must be a mapping (a partial run config)")
-    return " ".join(summary.split()), config
+    return " ".join(summary.split()), config, extends
 
 
 def preset_files() -> list[tuple[str, str]]:
@@ -49,9 +54,9 @@ def preset_files() -> list[tuple[str, str]]:
 def daer_register_presets(registry) -> None:
     for name, text in preset_files():
         try:
-            summary, config = read_preset(f"{name}.yaml", text)
+            summary, config, extends = read_preset(f"{name}.yaml", text)
         except ValueError as exc:
             warnings.warn(f"{__name__}: {exc}; preset {name!r} skipped", PluginLoadWarning,
                           stacklevel=2)
             continue
-        registry.add_preset(name, config, summary=summary)
+        registry.add_preset(name, config, summary=summary, extends=extends)

@@ -1,6 +1,8 @@
 """Presets: the paper's model and its Table 3 ablations, read from the package's YAML files."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import registry
@@ -50,10 +52,49 @@ def test_presets_resolve_to_the_paper_variants(reg, name):
 
 
 def test_unusable_preset_files_are_explained():
-    assert read_preset("x.yaml", "summary: ok\nconfig: {pipeline: {}}") == ("ok", {"pipeline": {}})
+    assert read_preset("x.yaml", "summary: ok\nconfig: {pipeline: {}}") == (
+        "ok", {"pipeline": {}}, None)
+    assert read_preset("x.yaml", "summary: ok\nextends: daer\nconfig: {seed: 1}") == (
+        "ok", {"seed": 1}, "daer")
+    with pytest.raises(ValueError, match="x.yaml: 'extends' must name a preset"):
+        read_preset("x.yaml", "summary: ok\nextends: [daer]\nconfig: {}")
     with pytest.raises(ValueError, match="x.yaml.*summary"):
         read_preset("x.yaml", "config: {}")
     with pytest.raises(ValueError, match="x.yaml.*unknown top-level keys \\['pipeline'\\]"):
         read_preset("x.yaml", "summary: s\npipeline: {}\nconfig: {}")
     with pytest.raises(ValueError, match="x.yaml: cannot parse"):
         read_preset("x.yaml", "summary: [unclosed")
+
+
+def test_the_ablations_are_daer_plus_their_differences(reg):
+    """Each Table 3 ablation states only what it changes; daer-pretrained keeps its policy."""
+    for name in ("daer-c", "daer-i", "daer-t", "daer-i-t", "daer-pretrained"):
+        assert reg.preset(name).extends == "daer", name
+    assert reg.preset("daer-i").config == {"pipeline": {"text": {"attention": None},
+                                                        "enhancement": {"name": "identity"}}}
+    cfg = load_run_config(None, preset="daer-pretrained", registry=reg)
+    image = cfg.train.stages.image
+    assert (image.epochs, image.backbone_lr, image.frozen_backbone_epochs, image.batchnorm) == (
+        5, 0.005, 1, "frozen")
+    assert cfg.train.stages.relation.epochs == 8          # daer's, not restated
+    assert cfg.pipeline.image.encoder.name == "timm"
+    assert cfg.pipeline.enhancement.params["k"] == 0.6    # the params model's default
+
+
+def test_extends_chains_and_its_errors(reg):
+    from daer_core.config import preset_config
+    from daer_core.errors import ConfigError
+    from registry import PresetSpec
+
+    reg = copy.deepcopy(reg)
+    reg.add_preset(PresetSpec("mine", {"seed": 7}, "", "test", extends="daer-i"))
+    merged = preset_config(reg, "mine")
+    assert merged["seed"] == 7 and merged["pipeline"]["text"]["attention"] is None
+    assert merged["pipeline"]["image"]["attention"] == {"name": "dual-spatial"}
+    reg.add_preset(PresetSpec("orphan", {}, "", "test", extends="daer-x"))
+    with pytest.raises(ConfigError, match=r"unknown preset 'daer-x'.*extended by orphan"):
+        preset_config(reg, "orphan")
+    reg.add_preset(PresetSpec("loop-a", {}, "", "test", extends="loop-b"))
+    reg.add_preset(PresetSpec("loop-b", {}, "", "test", extends="loop-a"))
+    with pytest.raises(ConfigError, match="cycle: loop-a -> loop-b -> loop-a"):
+        load_run_config(None, preset="loop-a", registry=reg)

@@ -13,8 +13,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from daer_core.interfaces import (Enhancement, Fusion, ImageEncoder, RelationHead,
-                                  RelationLoss, TextAttention, TextEncoder, Tokenizer)
+from daer_core.interfaces import (Enhancement, Fusion, ImageEncoder, PairDataset, PairRecord,
+                                  RelationHead, RelationLoss, TextAttention, TextEncoder,
+                                  Tokenizer)
 from registry import hookimpl
 
 
@@ -137,9 +138,22 @@ class Mse(RelationLoss):
         return ((scores - target) ** 2).mean()
 
 
-def make_pairs(params: PairsParams, check: bool = False) -> list[tuple[str, int]]:
-    """Only its name and params are used by the config tests; never built into a run."""
-    return [(f"text {i}", i % 2) for i in range(params.size)]
+class Pairs(PairDataset):
+    """Numbered texts with two classes, the same pairs in every split; images are never drawn
+    (only the config and assembly tests build this dataset)."""
+
+    classes = ["even", "odd"]
+
+    def __init__(self, size: int):
+        self.records = [PairRecord(f"p{i}", f"text {i}", f"p{i}.png", (i % 2,))
+                        for i in range(size)]
+
+    def split(self, name: str) -> list[PairRecord]:
+        return list(self.records)
+
+
+def make_pairs(params: PairsParams, check: bool = False) -> Pairs:
+    return Pairs(params.size)
 
 
 #: the preset every fake config starts from: a pipeline made only of fake components
