@@ -1,18 +1,28 @@
 """Image-side components of the DAER paper (§3.2): the ``mobilenetv3-large`` encoder and the
-``dual-spatial`` attention (Eq. 4-6) it carries inside every bottleneck.
+``dual-spatial`` attention (Eq. 4-6) it carries inside every bottleneck; and the ``timm``
+alternative encoder.
 
-Each module named in :data:`MODULES` exposes ``register(registry)``; adding a component is
-adding its module name here.
+Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
+``registry.add`` per component, each with its factory and params model.
 """
-from importlib import import_module
-
 from registry import hookimpl
 
-#: component modules of this plugin, registered in this order
-MODULES: list[str] = ["mobilenet", "dual_spatial", "timm_encoder"]
+from .dual_spatial import DualSpatialParams, make_dual_spatial
+from .mobilenet import MobileNetV3Params, make_mobilenetv3_large
+from .timm_encoder import TimmParams, make_timm_encoder
 
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    for name in MODULES:
-        import_module(f"{__name__}.{name}").register(registry)
+    registry.add("image_encoder", "mobilenetv3-large", factory=make_mobilenetv3_large,
+                 params=MobileNetV3Params,
+                 summary="DAER image module (§3.2): torchvision MobileNetV3-Large (local "
+                         "weights or random init), attention in every bottleneck before the "
+                         "residual sum, global pool, FC 300.")
+    registry.add("image_attention", "dual-spatial", factory=make_dual_spatial,
+                 params=DualSpatialParams,
+                 summary="DAER dual spatial attention (Eq. 4-6): channel avg+max maps, 3x3 and "
+                         "7x7 convs, two sigmoid maps multiplied into the features.")
+    registry.add("image_encoder", "timm", factory=make_timm_encoder, params=TimmParams,
+                 summary="any timm backbone (pretrained=False), weights from a local file or an"
+                         " installed package, attention in its blocks, projected to out_dim")

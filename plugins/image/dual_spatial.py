@@ -81,10 +81,3 @@ class DualSpatialAttention(ImageAttention):
 def make_dual_spatial(params: DualSpatialParams, channels: int) -> DualSpatialAttention:
     return DualSpatialAttention(channels, params.small_kernel, params.large_kernel,
                                 params.bias_init)
-
-
-def register(registry) -> None:
-    registry.add("image_attention", "dual-spatial", factory=make_dual_spatial,
-                 params=DualSpatialParams,
-                 summary="DAER dual spatial attention (Eq. 4-6): channel avg+max maps, 3x3 and "
-                         "7x7 convs, two sigmoid maps multiplied into the features.")

@@ -199,11 +199,3 @@ def make_mobilenetv3_large(params: MobileNetV3Params,
                            attention: ImageAttentionFactory | None = None,
                            native_image_size: int | None = None) -> MobileNetV3Encoder:
     return MobileNetV3Encoder(params, attention, native_image_size)
-
-
-def register(registry) -> None:
-    registry.add("image_encoder", "mobilenetv3-large", factory=make_mobilenetv3_large,
-                 params=MobileNetV3Params,
-                 summary="DAER image module (§3.2): torchvision MobileNetV3-Large (local "
-                         "weights or random init), attention in every bottleneck before the "
-                         "residual sum, global pool, FC 300.")

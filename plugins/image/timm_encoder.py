@@ -327,9 +327,3 @@ def make_timm_encoder(params: TimmParams, attention: ImageAttentionFactory | Non
                       native_image_size: int | None = None) -> TimmImageEncoder:
     """Registry factory: the core passes ``attention`` and ``native_image_size``."""
     return TimmImageEncoder(params, attention=attention, native_image_size=native_image_size)
-
-
-def register(registry) -> None:
-    registry.add("image_encoder", "timm", factory=make_timm_encoder, params=TimmParams,
-                 summary="any timm backbone (pretrained=False), weights from a local file or an"
-                         " installed package, attention in its blocks, projected to out_dim")

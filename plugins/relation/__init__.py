@@ -1,19 +1,39 @@
 """The enhanced relation network of the DAER paper (§3.3): ``concat`` fusion (Eq. 7),
 ``signed-power`` / ``identity`` enhancement (Eq. 8-9), the ``mlp`` relation head (Eq. 10)
-and the ``frobenius`` loss (Eq. 11).
+and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and ``cosine`` two-tower
+alternatives.
 
-Each module named in :data:`MODULES` exposes ``register(registry)``; adding a component is
-adding its module name here.
+Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
+``registry.add`` per component, each with its factory and params model.
 """
-from importlib import import_module
-
 from registry import hookimpl
 
-#: component modules of this plugin, registered in this order
-MODULES: list[str] = ["concat", "enhancement", "mlp", "frobenius", "product", "cosine"]
+from .concat import ConcatParams, make_concat
+from .cosine import CosineParams, make_cosine
+from .enhancement import IdentityParams, SignedPowerParams, make_identity, make_signed_power
+from .frobenius import FrobeniusParams, make_frobenius
+from .mlp import MLPRelationParams, make_mlp
+from .product import ProductParams, make_product
 
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    for name in MODULES:
-        import_module(f"{__name__}.{name}").register(registry)
+    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams,
+                 summary="DAER fusion (Eq. 7): concatenation [text; image] (300 + 300 = 600).")
+    registry.add("enhancement", "signed-power", factory=make_signed_power,
+                 params=SignedPowerParams,
+                 summary="DAER enhancement (Eq. 8-9): sign(x)*|x|^k, k = 0.6, finite gradient "
+                         "at 0; k optionally learnable.")
+    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams,
+                 summary="No enhancement (y = x), as in the paper's ablations.")
+    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams,
+                 summary="DAER relation network (Eq. 10): MLP 600-1024-512-1, ReLU, sigmoid "
+                         "similarity.")
+    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams,
+                 summary="DAER loss (Eq. 11): ||T - P||_F^2 between the 0/1 label-agreement "
+                         "matrix and the predicted similarities.")
+    registry.add("fusion", "product", factory=make_product, params=ProductParams,
+                 summary="element-wise product of both embeddings projected to a common width")
+    registry.add("relation", "cosine", factory=make_cosine, params=CosineParams,
+                 summary="two-tower: cosine of text and image embeddings mapped to [0, 1], no "
+                         "relation network")

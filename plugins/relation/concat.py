@@ -42,8 +42,3 @@ class ConcatFusion(Fusion):
 
 def make_concat(params: ConcatParams, text_dim: int, image_dim: int) -> ConcatFusion:
     return ConcatFusion(text_dim, image_dim)
-
-
-def register(registry) -> None:
-    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams,
-                 summary="DAER fusion (Eq. 7): concatenation [text; image] (300 + 300 = 600).")

@@ -81,9 +81,3 @@ def make_cosine(params: CosineParams, fused_dim: int | None = None, text_dim: in
                 image_dim: int = 0) -> CosineRelation:
     """Registry factory; ``fused_dim`` is unused (no fusion in a two-tower model)."""
     return CosineRelation(params, text_dim=text_dim, image_dim=image_dim)
-
-
-def register(registry) -> None:
-    registry.add("relation", "cosine", factory=make_cosine, params=CosineParams,
-                 summary="two-tower: cosine of text and image embeddings mapped to [0, 1], no "
-                         "relation network")

@@ -126,12 +126,3 @@ def make_signed_power(params: SignedPowerParams, dim: int) -> SignedPowerEnhance
 
 def make_identity(params: IdentityParams, dim: int) -> IdentityEnhancement:
     return IdentityEnhancement(dim)
-
-
-def register(registry) -> None:
-    registry.add("enhancement", "signed-power", factory=make_signed_power,
-                 params=SignedPowerParams,
-                 summary="DAER enhancement (Eq. 8-9): sign(x)*|x|^k, k = 0.6, finite gradient "
-                         "at 0; k optionally learnable.")
-    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams,
-                 summary="No enhancement (y = x), as in the paper's ablations.")

@@ -46,9 +46,3 @@ class FrobeniusLoss(RelationLoss):
 
 def make_frobenius(params: FrobeniusParams) -> FrobeniusLoss:
     return FrobeniusLoss(params.reduction)
-
-
-def register(registry) -> None:
-    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams,
-                 summary="DAER loss (Eq. 11): ||T - P||_F^2 between the 0/1 label-agreement "
-                         "matrix and the predicted similarities.")

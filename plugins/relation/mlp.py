@@ -91,9 +91,3 @@ def make_mlp(params: MLPRelationParams, fused_dim: int, text_dim: int | None = N
              image_dim: int | None = None) -> MLPRelation:
     in_dim = params.in_dim if params.in_dim is not None else fused_dim
     return MLPRelation(in_dim, params.hidden, params.activation, params.dropout, params.output)
-
-
-def register(registry) -> None:
-    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams,
-                 summary="DAER relation network (Eq. 10): MLP 600-1024-512-1, ReLU, sigmoid "
-                         "similarity.")

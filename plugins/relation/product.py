@@ -42,8 +42,3 @@ class ProductFusion(Fusion):
 
 def make_product(params: ProductParams, text_dim: int, image_dim: int) -> ProductFusion:
     return ProductFusion(params, text_dim=text_dim, image_dim=image_dim)
-
-
-def register(registry) -> None:
-    registry.add("fusion", "product", factory=make_product, params=ProductParams,
-                 summary="element-wise product of both embeddings projected to a common width")

@@ -136,11 +136,3 @@ class DualRegionAttention(TextAttention):
 def make_dual_region(params: DualRegionParams, dim: int) -> DualRegionAttention:
     return DualRegionAttention(dim, params.small_kernel, params.large_kernel, params.hidden,
                                params.shared_mlp)
-
-
-def register(registry) -> None:
-    registry.add("text_attention", "dual-region", factory=make_dual_region,
-                 params=DualRegionParams,
-                 summary="DAER dual-region attention (Eq. 1-3): avg+max word pooling at two "
-                         "window sizes (3, 7), shared W per scale, MLP 512-1024-512, sigmoid "
-                         "weights multiplied into the LSTM states.")

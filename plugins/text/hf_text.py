@@ -156,9 +156,3 @@ def make_hf_text(params: HFTextParams, tokenizer: Tokenizer | None = None,
                  attention: TextAttentionFactory | None = None) -> HFTextEncoder:
     """Registry factory; the core's word ``tokenizer`` is ignored (see module docstring)."""
     return HFTextEncoder(params, attention=attention)
-
-
-def register(registry) -> None:
-    registry.add("text_encoder", "hf-text", factory=make_hf_text, params=HFTextParams,
-                 summary="a local transformers model (directory or installed package, never "
-                         "downloaded), mean/CLS pooling, projected to out_dim")

@@ -122,9 +122,3 @@ class WordTokenizer(Tokenizer):
 
 def make_words(params: WordsParams) -> WordTokenizer:
     return WordTokenizer(lowercase=params.lowercase)
-
-
-def register(registry) -> None:
-    registry.add("tokenizer", "words", factory=make_words, params=WordsParams,
-                 summary="Lowercase word tokens (Unicode-aware); character tokens for scripts "
-                         "written without spaces (Chinese, Japanese, Thai...).")

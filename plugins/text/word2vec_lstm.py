@@ -342,11 +342,3 @@ class Word2VecLSTMEncoder(TextEncoder):
 def make_word2vec_lstm(params: Word2VecLSTMParams, tokenizer: Tokenizer,
                        attention: TextAttentionFactory | None = None) -> Word2VecLSTMEncoder:
     return Word2VecLSTMEncoder(params, tokenizer, attention)
-
-
-def register(registry) -> None:
-    registry.add("text_encoder", "word2vec-lstm", factory=make_word2vec_lstm,
-                 params=Word2VecLSTMParams,
-                 summary="DAER text module (§3.1): Word2Vec 300-d (trained on the training "
-                         "texts or read from a local file) -> LSTM 300 -> attention slot -> "
-                         "masked mean -> FC 300.")
