@@ -109,12 +109,15 @@ def run_baseline(registry, entry: MethodEntry, data: BenchmarkData, rows: np.nda
     with measure() as m:
         method.fit(np.asarray(train.image)[rows], np.asarray(train.text)[rows], labels)
     ev = data.evaluate
-    img = _unit_rows(method.transform_image(ev.image))
-    txt = _unit_rows(method.transform_text(ev.text))
+    img = np.asarray(method.transform_image(ev.image), dtype=np.float64)
+    txt = np.asarray(method.transform_text(ev.text), dtype=np.float64)
     if img.shape[1] != txt.shape[1]:
         raise CellError(f"method {entry.name!r} mapped images to {img.shape[1]} and texts to"
                         f" {txt.shape[1]} dimensions; a common space needs one width")
-    metrics = retrieval_report(txt @ img.T, ev.labels, ev.labels)
+    similarity = getattr(method, "similarity", None)
+    scores = (similarity(img, txt) if callable(similarity)
+              else _unit_rows(txt) @ _unit_rows(img).T)
+    metrics = retrieval_report(scores, ev.labels, ev.labels)
     return Measured(metrics, m["seconds"], m["peak_mb"], len(rows), len(ev.labels))
 
 

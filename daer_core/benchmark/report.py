@@ -153,7 +153,8 @@ def render_markdown(config: BenchmarkConfig, cells: Iterable[CellResult],
            f"{config.runs} runs per method and dataset (seeds {config.seed}…"
            f"{config.seed + config.runs - 1}); baselines are fitted on {resample}, DAER runs"
            f" differ by seed. mAP over the whole {config.eval_split} gallery (Eq. 12),"
-           " ranked by cosine similarity in each method's common space.", ""]
+           " ranked in each method's common space by its similarity (cosine unless the"
+           " method defines its own).", ""]
     for d in index.datasets:
         out.append(f"- {index.label(d)}: {sources.get(d, config.datasets[d].dataset.name)}")
     out += ["", "## Table 1 — mAP (mean ± std over runs)", "",

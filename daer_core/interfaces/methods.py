@@ -1,8 +1,8 @@
 """Interfaces for baseline methods and feature extractors (scikit-learn shaped).
 
 Constructor arguments are the whole configuration; ``fit`` learns and stores what it learned
-in attributes ending in ``_``; ``transform_*`` are pure. Retrieval ranks by cosine similarity
-in the common space.
+in attributes ending in ``_``; ``transform_*`` are pure. Retrieval ranks by ``similarity`` in the
+common space: cosine unless the method defines its own measure.
 """
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ class CrossModalMethod(ABC):
 
     @abstractmethod
     def transform_text(self, text_feats: np.ndarray) -> np.ndarray: ...
+
+    def similarity(self, image_common: np.ndarray, text_common: np.ndarray) -> np.ndarray:
+        """``(texts, images)`` retrieval scores of common-space vectors, higher = closer.
+
+        Default: cosine similarity. A method whose space has its own measure (e.g. a distance
+        between class-probability vectors, ``sm`` / ``scm``) overrides this.
+        """
+        def unit(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            norm = np.linalg.norm(a, axis=1, keepdims=True)
+            return a / np.where(norm > 0, norm, 1.0)
+        return unit(text_common) @ unit(image_common).T
 
 
 class FeatureExtractor(ABC):
