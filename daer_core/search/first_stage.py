@@ -23,6 +23,7 @@ by ``benchmarks/search_scale.py`` (figures in ``docs/search.md``):
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..interfaces.relation import emitting_logits
 from .scoring import PairScorer, Side
 
 METHODS: tuple[str, ...] = ("distilled", "taylor", "halves", "embedding")
@@ -170,16 +172,14 @@ class DistilledStage(FirstStage):
             block_size: int = 256) -> "DistilledStage":
         """Closed-form ridge fit of the bilinear form on all ``text x image`` pairs given.
 
-        ``target='logit'`` fits the head's pre-sigmoid value (recovered from the score), which
-        keeps differences among the best items that the sigmoid flattens near 1.
+        ``target='logit'`` fits the head's pre-sigmoid score, which keeps differences among
+        the best items that the sigmoid flattens near 1.
         """
         model = scorer.model
-        scores = model.score_matrix(text_emb, image_emb, block_size=block_size).double()
-        if target == "logit":
-            p = scores.clamp(1e-6, 1 - 1e-6)
-            scores = torch.log(p) - torch.log1p(-p)
-        elif target != "score":
+        if target not in ("logit", "score"):
             raise ConfigError(f"distilled first stage: unknown target {target!r}")
+        with emitting_logits(model.relation) if target == "logit" else nullcontext():
+            scores = model.score_matrix(text_emb, image_emb, block_size=block_size).double()
         with torch.no_grad():
             x = _augment(scorer.features(text_emb).double().cpu())
             y = _augment(scorer.features(image_emb).double().cpu())

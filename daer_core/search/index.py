@@ -266,12 +266,12 @@ class GalleryIndex:
         items = source.items
         if shard_size < 1:
             raise ConfigError("--shard-size must be at least 1")
-        self._check_ids(items)
         job = next((j for j in self.info["jobs"] if j["key"] == source.key), None)
         if job is not None and job.get("complete"):
             return BuildReport(job["job"], source.spec, len(items), {"text": 0, "image": 0}, [],
                                0, True, time.perf_counter() - started, self.counts(),
                                self._ann_kinds())
+        self._check_ids(items)
         if job is not None and job["ids_sha256"] != _ids_digest(items):
             raise SearchIndexError(
                 f"{self.root}: an interrupted job for this gallery ({source.spec}) listed other"

@@ -11,9 +11,12 @@ not split (product fusion, two-tower relations) are scored from the stored embed
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Literal
 
 import torch
+
+from ..interfaces.relation import emitting_logits
 
 Side = Literal["text", "image"]
 SIDES: tuple[Side, Side] = ("text", "image")
@@ -67,11 +70,18 @@ class PairScorer:
 
     @torch.no_grad()
     def scores(self, query_side: Side, query_emb: torch.Tensor, query_half: torch.Tensor | None,
-               item_emb: torch.Tensor | None, item_half: torch.Tensor | None) -> torch.Tensor:
+               item_emb: torch.Tensor | None, item_half: torch.Tensor | None, *,
+               logits: bool = False) -> torch.Tensor:
         """Exact scores ``(N,)`` of one query against N items of the other side (CPU float32).
 
         ``query_emb`` is ``(1, D)``; items come as halves (split models) or embeddings.
+        ``logits=True`` returns the head's score before its final sigmoid — the same order
+        without float32 saturation into ties, which is what ranking uses (as evaluation does).
         """
+        with emitting_logits(self.model.relation) if logits else nullcontext():
+            return self._scores(query_side, query_emb, query_half, item_emb, item_half)
+
+    def _scores(self, query_side, query_emb, query_half, item_emb, item_half) -> torch.Tensor:
         dev = self._device()
         if self.splits:
             assert query_half is not None and item_half is not None

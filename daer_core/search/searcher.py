@@ -34,11 +34,13 @@ def default_candidates(size: int, k: int) -> int:
 class Hit:
     rank: int
     row: int
-    score: float
+    score: float          # the relation head's output (a sigmoid for the paper's head)
+    logit: float          # the score ranked on: the head's output before its final sigmoid
     item: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "row": self.row, "id": self.item["id"], "score": self.score,
+                "logit": self.logit,
                 "labels": list(self.item.get("labels") or []), "text": self.item.get("text"),
                 "image": self.item.get("path")}
 
@@ -120,13 +122,17 @@ class GallerySearcher:
             rows = np.sort(ann.search(self.index.ann[side], self.index.settings[side], qv, cand))
         t1 = time.perf_counter()
         sel = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        scores = self.scorer.scores(
-            query_side, query_emb, q_half,
-            data.embedding if exhaustive else data.embedding[sel],
-            None if data.half is None else (data.half if exhaustive else data.half[sel]))
-        order = np.argsort(-scores.double().numpy(), kind="stable")[:k]
+        emb = data.embedding if exhaustive else data.embedding[sel]
+        half = None if data.half is None else (data.half if exhaustive else data.half[sel])
+        logits = self.scorer.scores(query_side, query_emb, q_half, emb, half, logits=True)
+        order = np.argsort(-logits.double().numpy(), kind="stable")[:k]
         t2 = time.perf_counter()
         seconds.update({"first_stage": t1 - t0, "rerank": t2 - t1})
-        hits = [Hit(rank=r + 1, row=int(rows[j]), score=float(scores[j]),
-                    item=data.meta[int(rows[j])]) for r, j in enumerate(order)]
+        # shown: the head's own output (e.g. a sigmoid in [0, 1]) for the k hits only
+        top = torch.from_numpy(order.copy())
+        shown = self.scorer.scores(query_side, query_emb, q_half, emb[top],
+                                   None if half is None else half[top])
+        hits = [Hit(rank=r + 1, row=int(rows[j]), score=float(shown[r]),
+                    logit=float(logits[j]), item=data.meta[int(rows[j])])
+                for r, j in enumerate(order)]
         return SearchResult(side, hits, len(rows), exhaustive, seconds)
