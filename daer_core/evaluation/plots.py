@@ -1,17 +1,108 @@
 """Pictures people would rather look at than read: PR curves and retrieval examples."""
 from __future__ import annotations
 
-import textwrap
+import functools
+import logging
+import re
+import unicodedata
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 
 from .metrics import precision_recall_curve, relevance  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+#: the Debian package that adds fonts for Chinese, Japanese and Korean text
+CJK_FONT_PACKAGE = "fonts-noto-cjk"
+#: fonts that draw a placeholder for every character: covering nothing in the sense we need
+_PLACEHOLDER_FONTS = ("Last Resort",)
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[int]:
+    """Code points a font file has glyphs for (empty when the file cannot be read)."""
+    from matplotlib.ft2font import FT2Font
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+def font_families(texts: Iterable[str]) -> tuple[list[str], set[str]]:
+    """Font families that together draw every character of ``texts``, and what none covers.
+
+    The default family comes first; installed fonts are added, in name order, only for
+    characters it lacks (Chinese captions with DejaVu Sans used to come out as empty boxes).
+    Matplotlib falls back through the list glyph by glyph.
+    """
+    default = list(matplotlib.rcParams["font.family"])
+    chars = {ord(c) for t in texts for c in t if not c.isspace() and c.isprintable()}
+    missing = chars - _charmap(font_manager.findfont(font_manager.FontProperties(
+        family=default)))
+    families = [*default]
+    if missing:
+        for entry in sorted(font_manager.fontManager.ttflist, key=lambda e: (e.name, e.fname)):
+            if entry.name in families or entry.name.startswith(_PLACEHOLDER_FONTS):
+                continue
+            covered = _charmap(entry.fname) & missing
+            if covered:
+                families.append(entry.name)
+                missing -= covered
+            if not missing:
+                break
+    return families, {chr(c) for c in missing}
+
+
+def _width(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def wrap_text(text: str, width: int = 28, max_lines: int = 10) -> str:
+    """Wrap to ``width`` columns (wide CJK characters count two and may break anywhere;
+    other words break at spaces, or inside when longer than a line), at most ``max_lines``
+    lines, the last one ending in "…" when text was cut. Keeps text inside its cell."""
+    units = re.findall(r"\s+|[^\s]", text)
+    words: list[str] = []  # runs of narrow non-space characters stay together
+    for u in units:
+        if words and not u.isspace() and all(_width(c) == 1 for c in u) and \
+                not words[-1].isspace() and all(_width(c) == 1 for c in words[-1]):
+            words[-1] += u
+        else:
+            words.append(u)
+    lines, line, used = [], "", 0
+    for w in words:
+        if w.isspace():
+            if line:
+                line, used = line + " ", used + 1
+            continue
+        ww = sum(_width(c) for c in w)
+        while ww > width - used and line.strip():
+            lines.append(line.rstrip())
+            line, used = "", 0
+        while ww > width:  # a word longer than a line
+            cut, cw = "", 0
+            for c in w:
+                if cw + _width(c) > width:
+                    break
+                cut, cw = cut + c, cw + _width(c)
+            lines.append(cut)
+            w, ww = w[len(cut):], ww - cw
+        line, used = line + w, used + ww
+    if line.strip():
+        lines.append(line.rstrip())
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and sum(_width(c) for c in last) > width - 1:
+            last = last[:-1]
+        lines = lines[:max_lines - 1] + [last + "…"]
+    return "\n".join(lines)
 
 
 def plot_pr_curves(scores_t2i: np.ndarray, text_labels, image_labels, path: Path,
@@ -44,6 +135,19 @@ def plot_retrieval_examples(scores_t2i: np.ndarray, texts: Sequence[str], images
     def cls(labs):
         return ", ".join(class_names[i] for i in labs)
 
+    families, uncovered = font_families([*texts, *class_names])
+    if uncovered:
+        sample = "".join(sorted(uncovered)[:5])
+        log.warning("%s: no installed font has glyphs for %d character(s) of the texts (e.g."
+                    " %r); they are drawn as boxes. Install a font that covers them (for"
+                    " Chinese, Japanese, Korean on Debian/Ubuntu: apt install %s)", path,
+                    len(uncovered), sample, CJK_FONT_PACKAGE)
+    with plt.rc_context({"font.family": families}):
+        return _draw_examples(scores_t2i, texts, images, labels, cls, path, queries, k)
+
+
+def _draw_examples(scores_t2i, texts, images, labels, cls, path, queries, k) -> Path:
+
     def img(x):
         return x() if callable(x) else x
 
@@ -59,16 +163,16 @@ def plot_retrieval_examples(scores_t2i: np.ndarray, texts: Sequence[str], images
         for j, t in enumerate(order):
             ax = axes[r][j + 1]
             ok = bool(set(labels[t]) & set(labels[q]))
-            ax.text(0.02, 0.98, textwrap.fill(texts[t][:160], 28), va="top", fontsize=6.5,
-                    transform=ax.transAxes)
+            ax.text(0.02, 0.98, wrap_text(texts[t]), va="top", fontsize=6.5,
+                    transform=ax.transAxes, clip_on=True)
             ax.set_title(f"#{j + 1} {cls(labels[t])}\nscore {scores_t2i[t, q]:.3f}", fontsize=8,
                          color="green" if ok else "red")
     for r in range(n):  # text -> image
         q = r * max(1, len(texts) // max(n, 1)) + 1 if len(texts) > 1 else 0
         q = min(q, len(texts) - 1)
         ax = axes[n + r][0]
-        ax.text(0.02, 0.98, textwrap.fill(texts[q][:160], 28), va="top", fontsize=6.5,
-                transform=ax.transAxes)
+        ax.text(0.02, 0.98, wrap_text(texts[q]), va="top", fontsize=6.5,
+                transform=ax.transAxes, clip_on=True)
         ax.set_title(f"text query\n{cls(labels[q])}", fontsize=8)
         order = np.argsort(-scores_t2i[q], kind="stable")[:k]
         for j, p in enumerate(order):
