@@ -36,6 +36,8 @@ class BenchmarkOutcome:
     figure: Path | None
     computed: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str, int]] = field(default_factory=list)
+    #: cells whose saved row came from another config and is recomputed (and replaced)
+    replaced: list[tuple[str, str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     markdown: str = ""
 
@@ -122,6 +124,12 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
     if outcome.skipped:
         log.info("%d of %d cells already in %s; skipping them", len(outcome.skipped),
                  len(cells), table.path)
+    outcome.replaced = [(m, d, r) for d, m, r in pending if (m, d, r) in table.rows]
+    if outcome.replaced:  # a changed config: say so before old results are overwritten
+        methods = sorted({m for m, _, _ in outcome.replaced})
+        log.warning("%d cell(s) in %s were computed with another config (methods: %s); they"
+                    " are computed again and their rows replaced. Use another --out to keep"
+                    " both", len(outcome.replaced), table.path, ", ".join(methods))
     data: dict[str, BenchmarkData] = {}
     bar = _progress(len(pending), progress)
     error: BaseException | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def test_partial_results_file_recomputes_only_the_damaged_cell(tmp_path, reg):
     assert len(read_rows(out)) == 3
 
 
-def test_changed_params_recompute_only_that_method(tmp_path, reg):
+def test_changed_params_recompute_only_that_method(tmp_path, reg, caplog):
     path = write_config(tmp_path)
     config, _ = load_benchmark_config(path)
     out = tmp_path / "out"
@@ -105,9 +106,14 @@ def test_changed_params_recompute_only_that_method(tmp_path, reg):
     changed, _ = load_benchmark_config(path, ["methods.MvDA.params.reg=0.1"])
     assert cell_hash(changed, "MvDA", "synth", 0) != cell_hash(config, "MvDA", "synth", 0)
     plug.STATE["fits"] = 0
-    outcome = run_benchmark(changed, out, registry=reg, progress=False)
+    with caplog.at_level(logging.WARNING):
+        outcome = run_benchmark(changed, out, registry=reg, progress=False)
     assert plug.STATE["fits"] == 0
     assert sorted(outcome.computed) == [("MvDA", "synth", r) for r in range(3)]
+    # replacing saved rows is said, not silent (issue 14)
+    assert sorted(outcome.replaced) == sorted(outcome.computed)
+    assert "3 cell(s)" in caplog.text and "their rows replaced" in caplog.text
+    assert "methods: MvDA" in caplog.text
 
 
 def test_runs_differ_by_resample_and_seed_reaches_seeded_methods(tmp_path, reg):

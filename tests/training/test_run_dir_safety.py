@@ -29,11 +29,11 @@ def _kill_at_epoch_call(monkeypatch, n):
     real = Trainer._train_epoch
     calls = {"n": 0}
 
-    def dying(self, stage, optimizer):
+    def dying(self, stage, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == n:
             raise KeyboardInterrupt
-        return real(self, stage, optimizer)
+        return real(self, stage, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_train_epoch", dying)
     return lambda: monkeypatch.setattr(Trainer, "_train_epoch", real)
