@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .exit_codes import EXIT_OK, EXIT_RUNTIME
+
 log = logging.getLogger("daer")
 
 
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"figure:  {outcome.figure}")
     if outcome.failures:
         print(f"{len(outcome.failures)} cells failed (listed in the report)", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_RUNTIME
+    return EXIT_OK

@@ -124,12 +124,20 @@ def summary_lines(cfg, model=None) -> list[str]:
     return lines
 
 
-def run_validate(args: argparse.Namespace) -> int:
+def _load_for(action: str, args: argparse.Namespace):
+    """``_load(args)``, or None after printing the usage error as ``daer config ACTION``."""
     try:
-        cfg, reg, label = _load(args)
+        return _load(args)
     except _UsageError as exc:
-        print(f"daer config validate: {exc}", file=sys.stderr)
+        print(f"daer config {action}: {exc}", file=sys.stderr)
+        return None
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    loaded = _load_for("validate", args)
+    if loaded is None:
         return EXIT_USAGE
+    cfg, reg, label = loaded
     model = None if args.no_build else build_checked(cfg, reg, label)[0]
     what = "keys, names and params" if args.no_build else "keys, names, params and widths"
     print(f"OK: {label} ({what} checked)")
@@ -140,10 +148,8 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from ..config import dump_config
 
-    try:
-        cfg, _, _ = _load(args)
-    except _UsageError as exc:
-        print(f"daer config show: {exc}", file=sys.stderr)
+    loaded = _load_for("show", args)
+    if loaded is None:
         return EXIT_USAGE
-    sys.stdout.write(dump_config(cfg, "json" if args.json else "yaml").rstrip("\n") + "\n")
+    sys.stdout.write(dump_config(loaded[0], "json" if args.json else "yaml").rstrip("\n") + "\n")
     return EXIT_OK

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .exit_codes import EXIT_OK
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a finished run on its test split")
@@ -30,4 +32,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_table1(metrics, title=f"Test mAP@all ({args.run_dir})"))
-    return 0
+    return EXIT_OK

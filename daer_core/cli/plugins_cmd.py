@@ -201,13 +201,19 @@ def run_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _render_component(d: dict[str, Any]) -> list[str]:
+def _render_header(d: dict[str, Any]) -> list[str]:
+    """What a component and a preset both show: name, summary and provider."""
     lines = [f"{d['kind']} {d['name']!r}"]
     if d["summary"]:
         lines.append(f"  {d['summary']}")
     lines.append(f"  plugin:       {d['plugin']}")
     if d["distribution"]:
-        lines.append(f"  distribution: {d['distribution']} {d['version'] or ''}".rstrip())
+        lines.append(f"  distribution: {d['distribution']} {d.get('version') or ''}".rstrip())
+    return lines
+
+
+def _render_component(d: dict[str, Any]) -> list[str]:
+    lines = _render_header(d)
     if d["config_paths"]:
         lines.append(f"  chosen at:    {', '.join(d['config_paths'])}"
                      f" (name: {d['name']}, params: {{...}})")
@@ -224,12 +230,7 @@ def _render_component(d: dict[str, Any]) -> list[str]:
 
 
 def _render_preset(d: dict[str, Any]) -> list[str]:
-    lines = [f"preset {d['name']!r}"]
-    if d["summary"]:
-        lines.append(f"  {d['summary']}")
-    lines.append(f"  plugin:       {d['plugin']}")
-    if d["distribution"]:
-        lines.append(f"  distribution: {d['distribution']}")
+    lines = _render_header(d)
     if d["extends"]:
         lines.append(f"  extends:      {d['extends']} (the config below is what differs)")
     lines.append("  config (merged under yours; `daer config show --preset NAME` resolves it):")

@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .exit_codes import EXIT_OK
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="top-k test-gallery items for a text or image query")
@@ -107,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"query": args.text if args.text is not None else str(args.image),
                           "results_kind": kind, "notices": notices, "results": results},
                          indent=2))
-        return 0
+        return EXIT_OK
     print(f"top {len(results)} {kind}s for {'text' if args.text is not None else 'image'} query:")
     for r in results:
         detail = r["text"][:70] if r["text"] else (r["image"] or "")
         print(f"{r['rank']:>3}. {r['score']:.4f}  [{', '.join(r['labels'])}]  {r['id']}  {detail}")
-    return 0
+    return EXIT_OK

@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .exit_codes import EXIT_OK
+
 log = logging.getLogger("daer")
 
 
@@ -54,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
     print(format_table1(metrics, title=f"Test mAP@all ({metrics.get('preset') or 'run'} on "
                                        f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))
     print(f"\nrun directory: {run_dir}")
-    return 0
+    return EXIT_OK

@@ -1,6 +1,6 @@
 """Retrieval metrics: mAP per the paper's Eq. 12, mAP@k, precision@k, chance level, PR curve.
 
-Conventions (docs/metrics.md):
+Conventions (docs/training.md, "Metrics"):
 
 * An item is relevant to a query when they share at least one label (multi-label aware).
 * ``AP = (1/R) * sum_k (R_k / k) * rel_k`` over the whole ranked gallery (mAP@all), R the

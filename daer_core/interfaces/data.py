@@ -102,10 +102,6 @@ class PairDataset(ABC):
             rep.class_counts[s] = per
         return rep
 
-    def split_manifest(self) -> dict[str, list[str]]:
-        """The ids of each split actually used — written to the run directory."""
-        return {s: [r.id for r in self.split(s)] for s in SPLITS}
-
 
 @dataclass
 class FeatureSplit:

@@ -9,15 +9,19 @@ deterministic sign convention for projection directions.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils import check_array
 
 
 def as_matrix(name: str, values, *, rows: int | None = None) -> np.ndarray:
-    """A finite float64 ``(N, D)`` matrix, or a ``ValueError`` naming the argument."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (samples x features) array, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    """A finite float64 ``(N, D)`` matrix, or a ``ValueError`` naming the argument.
+
+    Shape, dtype and emptiness are scikit-learn's ``check_array``; what it does not say, and
+    this adds, is which argument failed and where the first non-finite value sits.
+    """
+    try:
+        arr = check_array(values, dtype=np.float64, ensure_all_finite=False)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     if rows is not None and arr.shape[0] != rows:
         raise ValueError(f"{name} has {arr.shape[0]} rows but {rows} were expected"
                          " (image and text features must be aligned pair by pair)")
@@ -132,12 +136,6 @@ def cca_from_covariances(cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray, reg:
     b = wy @ vt[:d].T
     a, b = orient(a, b)
     return a, b, np.clip(s[:d], 0.0, None)
-
-
-def cosine_rows(a: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.where(norm > 0, norm, 1.0)
 
 
 class CentredLinearProjections:

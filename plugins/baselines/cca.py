@@ -13,16 +13,15 @@ so it does not depend on the features' scale.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import CrossModalMethod
+from registry import Params
 
 from ._common import CentredLinearProjections, cca_from_covariances, check_pairs
 
 
-class CCAParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CCAParams(Params):
     n_components: int | None = Field(
         None, ge=1, description="canonical pairs kept; default min(image dim, text dim)"
                                 " (capped by the ranks of the covariances)")

@@ -31,18 +31,17 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import CrossModalMethod
+from registry import Params
 
 from ._common import check_fitted, check_pairs, check_width, label_membership
 
 log = logging.getLogger(__name__)
 
 
-class JRLParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JRLParams(Params):
     sparsity: float = Field(1e-3, ge=0.0, description="weight of the l2,1 row-sparsity term")
     graph_weight: float = Field(0.1, ge=0.0, description="weight of the joint-graph Laplacian"
                                                          " term")

@@ -19,17 +19,16 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import CrossModalMethod
+from registry import Params
 
 from ._common import (cca_from_covariances, check_fitted, check_pairs, check_width,
                       inv_sqrt_psd)
 
 
-class KCCAParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class KCCAParams(Params):
     kernel: Literal["gaussian", "linear"] = Field(
         "gaussian", description="gaussian: exp(-|x-y|^2 / (2 sigma^2)); linear: x . y")
     image_sigma: float | None = Field(

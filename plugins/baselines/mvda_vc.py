@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import CrossModalMethod
+from registry import Params
 
 from ._common import (CentredLinearProjections, check_pairs, label_membership, orient,
                       scaled_ridge)
 
 
-class MvDAVCParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MvDAVCParams(Params):
     n_components: int | None = Field(
         None, ge=1, description="dimensions of the common space; default (classes - 1), the"
                                 " rank of the between-class scatter")

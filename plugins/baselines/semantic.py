@@ -39,9 +39,10 @@ from typing import Literal
 
 import numpy as np
 import scipy.optimize
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import CrossModalMethod
+from registry import Params
 
 from ._common import check_fitted, check_pairs, check_width, label_membership
 from .cca import CCA
@@ -190,9 +191,7 @@ def similarity_matrix(text_vectors, image_vectors, distance: str) -> np.ndarray:
 # The two methods
 
 
-class _SemanticParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _SemanticParams(Params):
     distance: Distance = Field(
         "ncorr", description="ranking measure between semantic vectors: ncorr (normalised"
                              " correlation, i.e. cosine: the paper's measure), ncorr-centred"

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.data.files import FolderIndex, extension_mismatch, sniff_image_format
 from daer_core.errors import DataError
 from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, Problem
+from registry import Params
 
 log = logging.getLogger("daer.data")
 
@@ -37,10 +38,8 @@ def preview(ids: Sequence[str], n: int = SHOW_IDS) -> str:
     return head + (f" (+{len(ids) - n} more)" if len(ids) > n else "")
 
 
-class LayoutParams(BaseModel):
+class LayoutParams(Params):
     """Params shared by the file-based pair layouts."""
-
-    model_config = ConfigDict(extra="forbid")
 
     root: str = Field(..., description="the dataset's folder (for `manifest`: the manifest "
                                        "file or a folder holding manifest.jsonl/.csv)")
@@ -124,11 +123,6 @@ class LoadedPairs(PairDataset):
         rep.problems = list(self.problems)
         rep.info = dict(self.info)
         return rep
-
-
-def index_images(folder: Path) -> FolderIndex:
-    """Every file under ``folder``; the extension is not trusted (format comes from bytes)."""
-    return FolderIndex.build(folder)
 
 
 def pick_image(index: FolderIndex, stem: str, folder: str | None, row_id: str,

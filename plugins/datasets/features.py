@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.data.files import FolderIndex
 from daer_core.data.splits import carve
 from daer_core.errors import DataError
 from daer_core.interfaces.data import (SPLITS, DataReport, FeatureDataset, FeatureSplit,
                                        SplitName)
+from registry import Params
 
 from .common import ProblemLog, preview, raise_if_errors, read_class_names
 from .wikipedia import read_standard_lists
@@ -40,10 +41,8 @@ PART_SUFFIXES = {"image": ("img", "image"), "text": ("txt", "text"),
                  "labels": ("lab", "label", "labels")}
 
 
-class FeaturesParams(BaseModel):
+class FeaturesParams(Params):
     """Params of the ``features`` layout."""
-
-    model_config = ConfigDict(extra="forbid")
 
     root: str = Field(..., description="a .mat/.npz file, or a folder with raw_features.mat, "
                                        "one .mat/.npz file, or <key>.npy files")

@@ -21,11 +21,11 @@ from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from daer_core.data.splits import SplitFractions, sizes_from_fractions
 from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, SplitName
-from registry import hookimpl
+from registry import Params, hookimpl
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -49,10 +49,8 @@ INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 LabelScheme = Literal["shape_colour", "shape", "colour"]
 
 
-class ShapesParams(BaseModel):
+class ShapesParams(Params):
     """Params of the synthetic ``shapes`` dataset."""
-
-    model_config = ConfigDict(extra="forbid")
 
     num_pairs: int = Field(1200, ge=3, le=1_000_000,
                            description="number of image-caption pairs generated (images are"

@@ -17,10 +17,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.errors import ConfigError
 from daer_core.interfaces.methods import FeatureExtractor
+from registry import Params
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _TORCHVISION_HEADS = ("avgpool", "fc", "classifier", "head", "heads", "dropout")
 
 
-class BackboneParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BackboneParams(Params):
     backbone: str = Field("resnet18", description="architecture name in the chosen library,"
                                                   " e.g. resnet50, mobilenet_v3_large")
     library: Literal["torchvision", "timm"] = Field("torchvision", description="where the"

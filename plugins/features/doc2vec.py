@@ -4,16 +4,15 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import FeatureExtractor
+from registry import Params
 
 from .textwords import check_texts, words
 
 
-class Doc2VecParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Doc2VecParams(Params):
     vector_size: int = Field(100, ge=1, description="feature dimension")
     mode: Literal["dm", "dbow"] = Field("dm", description="distributed memory or distributed"
                                                           " bag of words")

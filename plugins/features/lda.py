@@ -5,18 +5,17 @@ import logging
 from typing import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import FeatureExtractor
+from registry import Params
 
 from .textwords import check_texts, words
 
 log = logging.getLogger(__name__)
 
 
-class LdaParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LdaParams(Params):
     num_topics: int = Field(10, ge=1, description="topics = feature dimension")
     passes: int = Field(10, ge=1, description="passes over the training corpus")
     iterations: int = Field(100, ge=1, description="inference iterations per document")

@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import FeatureExtractor
+from registry import Params
 
 
-class PrecomputedParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PrecomputedParams(Params):
     modality: Literal["image", "text"] | None = Field(
         None, description="restrict to one modality; default: whichever slot it is used in")
 

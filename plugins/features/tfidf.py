@@ -4,16 +4,15 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.methods import FeatureExtractor
+from registry import Params
 
 from .textwords import check_texts
 
 
-class TfidfParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TfidfParams(Params):
     max_features: int | None = Field(1000, ge=1, description="vocabulary size (most frequent"
                                                              " terms); null keeps all")
     min_df: int = Field(2, ge=1, description="ignore terms in fewer training documents")

@@ -14,16 +14,15 @@ at that position: the 3x3 map judges small neighbourhoods, the 7x7 map larger on
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from daer_core.interfaces.image import ImageAttention
+from registry import Params
 
 
-class DualSpatialParams(BaseModel):
+class DualSpatialParams(Params):
     """Params of the ``dual-spatial`` image attention (defaults: paper §4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     small_kernel: int = Field(3, ge=1, description="size n of the small convolution (odd); "
                                                    "paper: 3")
@@ -45,15 +44,15 @@ class DualSpatialParams(BaseModel):
 class DualSpatialAttention(ImageAttention):
     """Two spatial attention maps at two scales, multiplied into the features (Eq. 4-6)."""
 
-    def __init__(self, channels: int, small_kernel: int = 3, large_kernel: int = 7,
-                 bias_init: float | None = None):
+    def __init__(self, params: DualSpatialParams, channels: int):
         super().__init__()
         self.channels = int(channels)
-        self.conv_small = nn.Conv2d(2, 1, small_kernel, padding=small_kernel // 2)
-        self.conv_large = nn.Conv2d(2, 1, large_kernel, padding=large_kernel // 2)
-        if bias_init is not None:
-            nn.init.constant_(self.conv_small.bias, bias_init)
-            nn.init.constant_(self.conv_large.bias, bias_init)
+        small, large = params.small_kernel, params.large_kernel
+        self.conv_small = nn.Conv2d(2, 1, small, padding=small // 2)
+        self.conv_large = nn.Conv2d(2, 1, large, padding=large // 2)
+        if params.bias_init is not None:
+            nn.init.constant_(self.conv_small.bias, params.bias_init)
+            nn.init.constant_(self.conv_large.bias, params.bias_init)
 
     @staticmethod
     def pooled(x: torch.Tensor) -> torch.Tensor:
@@ -79,5 +78,4 @@ class DualSpatialAttention(ImageAttention):
 
 
 def make_dual_spatial(params: DualSpatialParams, channels: int) -> DualSpatialAttention:
-    return DualSpatialAttention(channels, params.small_kernel, params.large_kernel,
-                                params.bias_init)
+    return DualSpatialAttention(params, channels)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torchvision import transforms
 from torchvision.models import mobilenet_v3_large
@@ -35,6 +35,7 @@ from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
 from daer_core.weights import read_state_dict
+from registry import Params
 
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,8 @@ PAPER_SIZE = 224
 MIN_SIZE = 32
 
 
-class MobileNetV3Params(BaseModel):
+class MobileNetV3Params(Params):
     """Params of the ``mobilenetv3-large`` image encoder (defaults: paper §4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     weights_path: str | None = Field(
         None, description="local torchvision mobilenet_v3_large state dict (.pth/.pt via "

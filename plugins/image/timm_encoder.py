@@ -16,7 +16,7 @@ import logging
 from typing import Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention_modules,
@@ -26,6 +26,7 @@ from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
 from daer_core.weights import (KeyMapping, LoadReport, check_one_source, find_package_weights,
                                load_weights_file)
+from registry import Params
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,8 @@ PRE_RESIDUAL: dict[str, str] = {
 Places = Literal["pre-residual", "block-output"]
 
 
-class TimmParams(BaseModel):
+class TimmParams(Params):
     """Params of the ``timm`` image encoder."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field("efficientnet_lite0", description="timm model name, e.g. "
                        "efficientnet_lite0, mobilenetv3_large_100, resnet18 (created with "

@@ -6,15 +6,13 @@ The text representation comes first, then the image one, in the order Eq. 7 writ
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from daer_core.interfaces.relation import Fusion
+from registry import Params
 
 
-class ConcatParams(BaseModel):
+class ConcatParams(Params):
     """The ``concat`` fusion has no params: its width is text_dim + image_dim."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class ConcatFusion(Fusion):
@@ -22,7 +20,7 @@ class ConcatFusion(Fusion):
 
     concatenates = True  # the core may then score galleries without forming fused pairs
 
-    def __init__(self, text_dim: int, image_dim: int):
+    def __init__(self, params: ConcatParams, text_dim: int, image_dim: int):
         super().__init__()
         self.text_dim, self.image_dim = int(text_dim), int(image_dim)
         self.out_dim = self.text_dim + self.image_dim
@@ -41,4 +39,4 @@ class ConcatFusion(Fusion):
 
 
 def make_concat(params: ConcatParams, text_dim: int, image_dim: int) -> ConcatFusion:
-    return ConcatFusion(text_dim, image_dim)
+    return ConcatFusion(params, text_dim, image_dim)

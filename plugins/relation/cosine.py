@@ -18,17 +18,16 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from daer_core.errors import DimensionMismatchError
 from daer_core.interfaces import TwoTowerRelation
+from registry import Params
 
 
-class CosineParams(BaseModel):
+class CosineParams(Params):
     """Params of the ``cosine`` relation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mapping: Literal["affine", "sigmoid"] = Field(
         "sigmoid", description="affine: (cos + 1) / 2; sigmoid: sigmoid(scale * cos + bias)")

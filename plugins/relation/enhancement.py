@@ -20,16 +20,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from daer_core.interfaces.relation import Enhancement
+from registry import Params
 
 
-class SignedPowerParams(BaseModel):
+class SignedPowerParams(Params):
     """Params of the ``signed-power`` enhancement (default: paper §4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     k: float = Field(0.6, gt=0, description="the power k of Eq. 8; paper: 0.6 (k < 1 pulls "
                                             "magnitudes towards 1)")
@@ -68,8 +67,13 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def signed_power(x: torch.Tensor, k: float | torch.Tensor, grad_eps: float = 1e-3) -> torch.Tensor:
-    """``sign(x) * |x|^k`` (Eq. 8-9) with finite gradients at 0 (see the module docstring)."""
+def signed_power(x: torch.Tensor, k: float | torch.Tensor,
+                 grad_eps: float = SignedPowerParams.model_fields["grad_eps"].default
+                 ) -> torch.Tensor:
+    """``sign(x) * |x|^k`` (Eq. 8-9) with finite gradients at 0 (see the module docstring).
+
+    ``grad_eps`` defaults to the params model's, the one place the default is written.
+    """
     kt = k if isinstance(k, torch.Tensor) else torch.tensor(float(k), device=x.device)
     return _SignedPowerFn.apply(x, kt, float(grad_eps))
 
@@ -79,15 +83,15 @@ class SignedPowerEnhancement(Enhancement):
 
     elementwise = True  # one k for every element
 
-    def __init__(self, dim: int, k: float = 0.6, learnable: bool = False, grad_eps: float = 1e-3):
+    def __init__(self, params: SignedPowerParams, dim: int):
         super().__init__()
         self.out_dim = int(dim)
-        self.grad_eps = float(grad_eps)
-        self.learnable = bool(learnable)
-        if learnable:
-            self.k_raw = nn.Parameter(torch.tensor(math.log(math.expm1(k))))
+        self.grad_eps = float(params.grad_eps)
+        self.learnable = bool(params.learnable)
+        if self.learnable:
+            self.k_raw = nn.Parameter(torch.tensor(math.log(math.expm1(params.k))))
         else:
-            self.register_buffer("k_fixed", torch.tensor(float(k)))
+            self.register_buffer("k_fixed", torch.tensor(float(params.k)))
 
     @property
     def k(self) -> torch.Tensor:
@@ -101,10 +105,8 @@ class SignedPowerEnhancement(Enhancement):
         return f"dim={self.out_dim}, k={self.k.item():.4g}, learnable={self.learnable}"
 
 
-class IdentityParams(BaseModel):
+class IdentityParams(Params):
     """The ``identity`` enhancement has no params."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class IdentityEnhancement(Enhancement):
@@ -112,7 +114,7 @@ class IdentityEnhancement(Enhancement):
 
     elementwise = True
 
-    def __init__(self, dim: int):
+    def __init__(self, params: IdentityParams, dim: int):
         super().__init__()
         self.out_dim = int(dim)
 
@@ -121,8 +123,8 @@ class IdentityEnhancement(Enhancement):
 
 
 def make_signed_power(params: SignedPowerParams, dim: int) -> SignedPowerEnhancement:
-    return SignedPowerEnhancement(dim, params.k, params.learnable, params.grad_eps)
+    return SignedPowerEnhancement(params, dim)
 
 
 def make_identity(params: IdentityParams, dim: int) -> IdentityEnhancement:
-    return IdentityEnhancement(dim)
+    return IdentityEnhancement(params, dim)

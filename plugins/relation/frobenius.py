@@ -11,15 +11,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.relation import RelationLoss
+from registry import Params
 
 
-class FrobeniusParams(BaseModel):
+class FrobeniusParams(Params):
     """Params of the ``frobenius`` loss."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reduction: Literal["sum", "mean"] = Field(
         "sum", description="sum: ||T - P||_F^2 as in Eq. 11; mean: divided by the number of "
@@ -29,9 +28,9 @@ class FrobeniusParams(BaseModel):
 class FrobeniusLoss(RelationLoss):
     """Squared Frobenius norm of ``target - scores``."""
 
-    def __init__(self, reduction: str = "sum"):
+    def __init__(self, params: FrobeniusParams):
         super().__init__()
-        self.reduction = reduction
+        self.reduction = params.reduction
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if scores.shape != target.shape:
@@ -45,4 +44,4 @@ class FrobeniusLoss(RelationLoss):
 
 
 def make_frobenius(params: FrobeniusParams) -> FrobeniusLoss:
-    return FrobeniusLoss(params.reduction)
+    return FrobeniusLoss(params)

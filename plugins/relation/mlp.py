@@ -11,19 +11,18 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from daer_core.interfaces.relation import RelationHead
+from registry import Params
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
                                            "leaky_relu": nn.LeakyReLU}
 
 
-class MLPRelationParams(BaseModel):
+class MLPRelationParams(Params):
     """Params of the ``mlp`` relation head (defaults: paper §4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     in_dim: int | None = Field(600, ge=1, description="input width (the fused pair); paper: 600."
                                                       " null takes the fusion's output width")
@@ -52,6 +51,7 @@ class MLPRelation(RelationHead):
         super().__init__()
         self.in_dim = int(in_dim)
         self.output = output
+        self.activation = activation
         layers: list[nn.Module] = []
         width = self.in_dim
         for h in hidden:
@@ -74,6 +74,71 @@ class MLPRelation(RelationHead):
     def after_first_layer(self, hidden: torch.Tensor) -> torch.Tensor:
         score = self.net[1:](hidden).squeeze(-1)
         return self._squash(score)
+
+    @torch.no_grad()
+    def after_first_layer_grid(self, t_part: torch.Tensor, i_part: torch.Tensor, *,
+                               dtype: torch.dtype = torch.float32,
+                               workspace: dict | None = None) -> torch.Tensor:
+        """:meth:`after_first_layer` of ``t_part[q] + i_part[p]`` for every pair: ``(Q, H),
+        (P, H) -> (Q, P)`` float32 scores; eval mode, no autograd.
+
+        The inner loop of :meth:`~daer_core.pipeline.RetrievalModel.score_matrix`. The pair
+        sums are written straight into a buffer that is reused from call to call (keep one
+        ``workspace`` dict per gallery), activations run in place and each hidden layer is one
+        ``addmm`` — the operations of :meth:`after_first_layer`, so the same float32 scores,
+        without the temporaries of a module chain. With ``dtype=torch.bfloat16`` the pair sums
+        are rounded once to bf16 and the hidden layers run as bf16 matrix products (float32
+        accumulation); the output layer stays float32 so near-equal scores are not merged by
+        bf16's 8-bit mantissa.
+        """
+        if self.training:
+            raise RuntimeError("mlp relation: after_first_layer_grid is for eval mode (dropout "
+                               "is skipped); call model.eval() first")
+        ws = {} if workspace is None else workspace
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        key = (dtype, t_part.device)
+        if ws.get("key") != key:
+            ws.clear()
+            ws["key"] = key
+            ws["hidden"] = [(m.weight.detach().to(dtype).t(),
+                             None if m.bias is None else m.bias.detach().to(dtype))
+                            for m in linears[1:-1]]
+        q, p, n = len(t_part), len(i_part), len(t_part) * len(i_part)
+        x = self._buffer(ws, "h0", n, t_part.shape[1], dtype, t_part.device)
+        torch.add(t_part.unsqueeze(1), i_part.unsqueeze(0), out=x.view(q, p, -1))
+        if len(linears) == 1:  # no hidden layer: the first layer gave the score
+            return self._squash(x.squeeze(-1).to(torch.float32, copy=True)).view(q, p)
+        x = self._activate_(x)
+        for k, (weight_t, bias) in enumerate(ws["hidden"], start=1):
+            y = self._buffer(ws, f"h{k}", n, weight_t.shape[1], dtype, t_part.device)
+            if bias is None:
+                torch.mm(x, weight_t, out=y)
+            else:
+                torch.addmm(bias, x, weight_t, out=y)
+            x = self._activate_(y)
+        last = linears[-1]
+        score = nn.functional.linear(x.float(), last.weight, last.bias).squeeze(-1)
+        return self._squash(score).view(q, p)
+
+    @staticmethod
+    def _buffer(ws: dict, name: str, rows: int, cols: int, dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
+        """A ``(rows, cols)`` view of a flat buffer kept in ``ws``, grown when too small."""
+        need = rows * cols
+        buf = ws.get(name)
+        if buf is None or buf.numel() < need:
+            buf = ws[name] = torch.empty(need, dtype=dtype, device=device)
+        return buf[:need].view(rows, cols)
+
+    def _activate_(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden activation, in place where torch has an in-place form."""
+        if self.activation == "relu":
+            return x.relu_()
+        if self.activation == "leaky_relu":
+            return nn.functional.leaky_relu_(x)
+        if self.activation == "tanh":
+            return x.tanh_()
+        return ACTIVATIONS[self.activation]()(x)
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         if fused.shape[-1] != self.in_dim:

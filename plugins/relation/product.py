@@ -8,16 +8,15 @@ comparable.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from daer_core.interfaces import Fusion
+from registry import Params
 
 
-class ProductParams(BaseModel):
+class ProductParams(Params):
     """Params of the ``product`` fusion."""
-
-    model_config = ConfigDict(extra="forbid")
 
     width: int = Field(300, ge=1, description="common width both embeddings are projected to;"
                        " the fused output has this width")

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from daer_core.interfaces.text import TextAttention
+from registry import Params
 
 
-class DualRegionParams(BaseModel):
+class DualRegionParams(Params):
     """Params of the ``dual-region`` text attention (defaults: paper §4.4)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     small_kernel: int = Field(3, ge=1, description="small pooling window along the words "
                                                    "(odd, so the length is kept); paper: 3")
@@ -97,16 +96,15 @@ def _excitation(hidden: list[int], dim: int) -> nn.Sequential:
 class DualRegionAttention(TextAttention):
     """Multi-scale word-window attention: ``(B, L, D) -> (B, L, D)`` (Eq. 1-3)."""
 
-    def __init__(self, dim: int, small_kernel: int = 3, large_kernel: int = 7,
-                 hidden: list[int] | tuple[int, ...] = (512, 1024, 512), shared_mlp: bool = True):
+    def __init__(self, params: DualRegionParams, dim: int):
         super().__init__()
-        hidden = list(hidden)
+        hidden = list(params.hidden)
         self.dim = int(dim)
-        self.small_kernel, self.large_kernel = int(small_kernel), int(large_kernel)
+        self.small_kernel, self.large_kernel = params.small_kernel, params.large_kernel
         self.w0 = nn.Linear(self.dim, hidden[0])   # shared by avg and max, small scale
         self.w1 = nn.Linear(self.dim, hidden[0])   # shared by avg and max, large scale
         self.f_small = _excitation(hidden, self.dim)
-        self.f_large = self.f_small if shared_mlp else _excitation(hidden, self.dim)
+        self.f_large = self.f_small if params.shared_mlp else _excitation(hidden, self.dim)
 
     def components(self, x: torch.Tensor, mask: torch.Tensor | None = None
                    ) -> dict[str, torch.Tensor]:
@@ -134,5 +132,4 @@ class DualRegionAttention(TextAttention):
 
 
 def make_dual_region(params: DualRegionParams, dim: int) -> DualRegionAttention:
-    return DualRegionAttention(dim, params.small_kernel, params.large_kernel, params.hidden,
-                               params.shared_mlp)
+    return DualRegionAttention(params, dim)

@@ -18,22 +18,21 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from daer_core.errors import ConfigError
 from daer_core.interfaces import TextAttentionFactory, TextEncoder, Tokenizer
 from daer_core.weights import check_one_source, find_package_dir
+from registry import Params
 
 log = logging.getLogger(__name__)
 
 KEY = "pipeline.text.encoder.params"
 
 
-class HFTextParams(BaseModel):
+class HFTextParams(Params):
     """Params of the ``hf-text`` encoder."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model_path: str | None = Field(
         None, description="local directory with config.json, the weights and the tokenizer "

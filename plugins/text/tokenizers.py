@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import unicodedata
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from daer_core.interfaces.text import Tokenizer
+from registry import Params
 
 #: code point ranges of scripts written without spaces between words -> one token per char
 UNSPACED_RANGES: tuple[tuple[int, int], ...] = (
@@ -98,10 +99,8 @@ def split_words(text: str, lowercase: bool = True) -> list[str]:
     return tokens
 
 
-class WordsParams(BaseModel):
+class WordsParams(Params):
     """Params of the ``words`` tokenizer."""
-
-    model_config = ConfigDict(extra="forbid")
 
     lowercase: bool = Field(True, description="lowercase tokens (Word2Vec vocabularies are "
                                               "usually case-folded)")
@@ -110,8 +109,8 @@ class WordsParams(BaseModel):
 class WordTokenizer(Tokenizer):
     """Lowercase words; one token per character in unspaced scripts; never empty."""
 
-    def __init__(self, lowercase: bool = True):
-        self.lowercase = lowercase
+    def __init__(self, params: WordsParams):
+        self.lowercase = params.lowercase
 
     def __call__(self, text: str) -> list[str]:
         return split_words(text, self.lowercase)
@@ -121,4 +120,4 @@ class WordTokenizer(Tokenizer):
 
 
 def make_words(params: WordsParams) -> WordTokenizer:
-    return WordTokenizer(lowercase=params.lowercase)
+    return WordTokenizer(params)

@@ -26,12 +26,13 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from daer_core.errors import CheckpointError, PipelineError
 from daer_core.interfaces.text import TextAttentionFactory, TextEncoder, Tokenizer
+from registry import Params
 
 from .vectors import VectorsFormat, load_vectors
 
@@ -48,10 +49,8 @@ class NotFittedError(PipelineError, RuntimeError):
     """The encoder has no vocabulary yet: it was neither fitted nor given a vectors file."""
 
 
-class Word2VecLSTMParams(BaseModel):
+class Word2VecLSTMParams(Params):
     """Params of the ``word2vec-lstm`` text encoder (defaults: paper §4.4 where it fixes them)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     vector_size: int = Field(300, ge=1, description="word vector width; paper: 300")
     vectors_path: str | None = Field(

@@ -52,7 +52,7 @@ def test_padding_never_leaks_into_avg_or_max():
 
 def tiny(shared=True):
     """dim 1, one hidden layer of width 1: every weight is a number we can set."""
-    att = DualRegionAttention(1, 3, 7, hidden=[1], shared_mlp=shared).double()
+    att = DualRegionAttention(DualRegionParams(hidden=[1], shared_mlp=shared), 1).double()
     return att
 
 
@@ -101,13 +101,13 @@ def test_shapes_sizes_and_shared_mlp():
                 "weight_large", "output"):
         assert c[key].shape == (3, 9, 300), key
     assert torch.all(c["output"][1, 4:] == 0) and torch.all(c["output"][2, 1:] == 0)
-    unshared = DualRegionAttention(8, shared_mlp=False)
+    unshared = DualRegionAttention(DualRegionParams(shared_mlp=False), 8)
     assert unshared.f_large is not unshared.f_small
 
 
 def test_padding_does_not_change_real_tokens():
     torch.manual_seed(0)
-    att = DualRegionAttention(6, hidden=[8, 8]).double()
+    att = DualRegionAttention(DualRegionParams(hidden=[8, 8]), 6).double()
     x = torch.randn(1, 4, 6, dtype=torch.float64)
     padded = torch.cat([x, 50 * torch.randn(1, 3, 6, dtype=torch.float64)], dim=1)
     mask = torch.tensor([[True] * 4 + [False] * 3])
@@ -116,4 +116,4 @@ def test_padding_does_not_change_real_tokens():
 
 def test_wrong_width_is_reported():
     with pytest.raises(ValueError, match=r"\(B, L, 8\)"):
-        DualRegionAttention(8)(torch.zeros(1, 3, 5))
+        DualRegionAttention(DualRegionParams(), 8)(torch.zeros(1, 3, 5))

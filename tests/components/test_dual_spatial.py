@@ -41,7 +41,7 @@ def test_conv_sizes_keep_the_map_size():
 
 
 def test_equations_4_to_6_by_hand():
-    att = DualSpatialAttention(3).double()
+    att = DualSpatialAttention(DualSpatialParams(), 3).double()
     with torch.no_grad():
         for p in att.parameters():
             p.zero_()
@@ -61,7 +61,7 @@ def test_equations_4_to_6_by_hand():
 
 
 def test_neighbours_reach_through_the_large_kernel_only():
-    att = DualSpatialAttention(1).double()
+    att = DualSpatialAttention(DualSpatialParams(), 1).double()
     with torch.no_grad():
         for p in att.parameters():
             p.zero_()

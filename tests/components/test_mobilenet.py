@@ -11,13 +11,14 @@ from torchvision.models.mobilenetv3 import InvertedResidual
 
 from daer_core.attention import Attended
 from daer_core.errors import CheckpointError, ConfigError
-from plugins.image.dual_spatial import DualSpatialAttention
+from plugins.image.dual_spatial import DualSpatialAttention, DualSpatialParams
 from plugins.image.mobilenet import MobileNetV3Encoder, MobileNetV3Params, make_mobilenetv3_large
 
 SIZE = 64
 
 
-def build(attention=lambda c: DualSpatialAttention(c), **kw) -> MobileNetV3Encoder:
+def build(attention=lambda c: DualSpatialAttention(DualSpatialParams(), c),
+          **kw) -> MobileNetV3Encoder:
     torch.manual_seed(0)
     return make_mobilenetv3_large(MobileNetV3Params(**{"size": SIZE, **kw}), attention)
 

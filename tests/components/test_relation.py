@@ -19,7 +19,7 @@ def test_concat_puts_text_first():
     t = torch.tensor([[1., 2.], [3., 4.]])
     i = torch.tensor([[10., 20., 30.], [40., 50., 60.]])
     assert fuse(t, i).tolist() == [[1, 2, 10, 20, 30], [3, 4, 40, 50, 60]]
-    assert ConcatFusion(300, 300).out_dim == 600
+    assert ConcatFusion(ConcatParams(), 300, 300).out_dim == 600
     with pytest.raises(ValueError, match="rows"):
         fuse(t, i[:1])
 
@@ -88,10 +88,10 @@ def test_frobenius_loss_by_hand():
     scores = torch.tensor([[0.8, 0.1], [0.3, 0.6], [1.0, 0.5]])
     total = 0.2 ** 2 + 0.1 ** 2 + 0.3 ** 2 + 0.4 ** 2 + 0.0 + 0.5 ** 2
     assert make_frobenius(FrobeniusParams()).forward(scores, target).item() == pytest.approx(total)
-    assert FrobeniusLoss("mean")(scores, target).item() == pytest.approx(total / 6)
+    assert FrobeniusLoss(FrobeniusParams(reduction="mean"))(scores, target).item() == pytest.approx(total / 6)
     assert FrobeniusParams().reduction == "sum"
     with pytest.raises(ValueError, match="shape"):
-        FrobeniusLoss()(scores, target.T)
+        FrobeniusLoss(FrobeniusParams())(scores, target.T)
 
 
 def test_signed_power_keeps_low_precision_dtypes():

@@ -37,7 +37,7 @@ def test_spaced_non_latin_words_keep_combining_marks():
 
 
 def test_never_empty_for_non_blank_text():
-    tok = WordTokenizer()
+    tok = WordTokenizer(WordsParams())
     assert tok("?!") == ["?", "!"]
     assert tok("  ...  ") == [".", ".", "."]
     assert tok("   ") == [] and tok("") == []

@@ -7,8 +7,8 @@ import torch
 from gensim.models import KeyedVectors
 
 from daer_core.errors import CheckpointError, ConfigError, PipelineError
-from plugins.text.dual_region import DualRegionAttention
-from plugins.text.tokenizers import WordTokenizer
+from plugins.text.dual_region import DualRegionAttention, DualRegionParams
+from plugins.text.tokenizers import WordsParams, WordTokenizer
 from plugins.text.vectors import detect_format
 from plugins.text.word2vec_lstm import (PAD_ID, UNK_ID, NotFittedError, Word2VecLSTMEncoder,
                                         Word2VecLSTMParams, make_word2vec_lstm)
@@ -23,7 +23,8 @@ SMALL = dict(vector_size=8, hidden_size=6, out_dim=5)
 
 def encoder(attention=None, **kw) -> Word2VecLSTMEncoder:
     torch.manual_seed(0)
-    return make_word2vec_lstm(Word2VecLSTMParams(**{**SMALL, **kw}), WordTokenizer(), attention)
+    return make_word2vec_lstm(Word2VecLSTMParams(**{**SMALL, **kw}), WordTokenizer(WordsParams()),
+                              attention)
 
 
 def test_defaults_are_the_paper_values():
@@ -72,7 +73,7 @@ def test_prepare_pads_marks_oov_truncates_and_counts():
 
 
 def test_forward_shapes_and_padding_invariance():
-    enc = encoder(attention=lambda d: DualRegionAttention(d, hidden=[8, 8]))
+    enc = encoder(attention=lambda d: DualRegionAttention(DualRegionParams(hidden=[8, 8]), d))
     enc.fit(TEXTS)
     enc.eval()
     batch = enc.prepare(["red circle", TEXTS[0]])
@@ -106,15 +107,15 @@ def test_frozen_embeddings_learned_unk_and_padding_row_gets_no_gradient():
 
 
 def test_export_import_state_rebuilds_an_identical_module():
-    enc = encoder(attention=lambda d: DualRegionAttention(d, hidden=[4]))
+    enc = encoder(attention=lambda d: DualRegionAttention(DualRegionParams(hidden=[4]), d))
     enc.fit(TEXTS)
     enc.eval()
     state, tensors = enc.export_state(), enc.state_dict()
     import json
     state = json.loads(json.dumps(state))  # must survive JSON
     torch.manual_seed(123)
-    fresh = make_word2vec_lstm(Word2VecLSTMParams(**SMALL), WordTokenizer(),
-                               lambda d: DualRegionAttention(d, hidden=[4]))
+    fresh = make_word2vec_lstm(Word2VecLSTMParams(**SMALL), WordTokenizer(WordsParams()),
+                               lambda d: DualRegionAttention(DualRegionParams(hidden=[4]), d))
     fresh.import_state(state)
     fresh.load_state_dict(tensors)
     fresh.eval()

@@ -11,3 +11,8 @@ def write_image(path: Path, fmt: str = "JPEG", colour=(200, 30, 30), size=(8, 8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, format=fmt)
     return path
+
+
+def split_ids(dataset) -> dict[str, list[str]]:
+    """The pair ids of each split, in order: what the trainer records in ``split.json``."""
+    return {s: [r.id for r in dataset.split(s)] for s in ("train", "val", "test")}

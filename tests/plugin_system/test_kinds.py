@@ -12,6 +12,10 @@ from registry import (KINDS, ComponentRegistry, ComponentSpec, FactorySignatureE
                       InterfaceError, NoParams, PluginLoadWarning)
 from registry.kinds import kinds_table
 
+#: the default plugin modules, loaded by module name (pyproject.toml's `daer` entry points)
+DEFAULT_MODULES = ["plugins.text", "plugins.image", "plugins.relation", "plugins.datasets",
+                   "plugins.datasets.shapes", "plugins.baselines", "plugins.features"]
+
 WRONG = """
     from registry import hookimpl
 
@@ -114,3 +118,14 @@ def test_architecture_doc_shows_the_kinds_table():
     assert found.group(1) == kinds_table(), (
         "docs/architecture.md is out of date; paste registry.kinds.kinds_table() between the"
         " markers")
+
+
+def test_every_default_params_model_derives_from_the_shared_base():
+    """registry.Params carries extra="forbid" once; a model outside it could drop it."""
+    loaded = registry.load_plugins(autoload=False, load=DEFAULT_MODULES)
+    specs = loaded.registry.list()
+    assert {s.kind for s in specs} >= {"text_encoder", "image_encoder", "relation", "dataset",
+                                       "method", "feature_extractor"}
+    outside = [f"{s.kind} {s.name}: {s.params.__qualname__}" for s in specs
+               if not issubclass(s.params, registry.Params)]
+    assert outside == []

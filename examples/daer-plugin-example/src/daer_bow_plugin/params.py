@@ -1,19 +1,20 @@
 """Params of the ``bag-of-words`` text encoder.
 
 The pydantic model is the single source of truth: it validates ``pipeline.text.encoder.params``
-(unknown keys are rejected), fills in defaults, and its field descriptions are what
-``daer plugins show bag-of-words`` prints.
+(unknown keys are rejected: ``registry.Params`` sets ``extra="forbid"``), fills in defaults, and
+its field descriptions are what ``daer plugins show bag-of-words`` prints. The encoder reads
+every value from it, so no default is written twice.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from registry import Params
 
 
-class BagOfWordsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BagOfWordsParams(Params):
     mode: Literal["vocabulary", "hashing"] = Field(
         "vocabulary", description="'vocabulary': the most frequent training words get one "
         "input each (fit() learns them; unseen words share one input); 'hashing': every word "
