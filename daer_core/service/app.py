@@ -23,7 +23,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..data.images import load_rgb
 from ..errors import ConfigError
+from ..search import source_items
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_QUERY_CHARS = 1000
@@ -32,6 +41,14 @@ MAX_K = 100
 MAX_PIXELS = 40_000_000
 #: multipart framing allowed on top of the file itself
 MULTIPART_OVERHEAD = 64 * 1024
+
+
+class TextQuery(BaseModel):
+    """Body of ``POST /api/search/text``."""
+
+    query: str = Field(..., description="what to look for")
+    k: int = Field(10, ge=1, le=MAX_K, description="number of results")
+    candidates: int | None = Field(None, ge=1, description="items re-ranked exactly")
 
 
 def model_card(searcher, run_dir: Path, config) -> dict[str, Any]:
@@ -62,25 +79,10 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
     ``exhaustive=True`` scores every item for each query (used when no index was given and
     the run's test split is served as is).
     """
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import FileResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from PIL import Image, UnidentifiedImageError
-    from pydantic import BaseModel, Field
-    from starlette.concurrency import run_in_threadpool
-
-    from ..data.images import load_rgb
-    from ..search import source_items
-
     app = FastAPI(title="daer search", description="image<->text search with a DAER model",
                   version="1")
     lock = threading.Lock()  # one query at a time through the model (it is not re-entrant)
     index = searcher.index
-
-    class TextQuery(BaseModel):
-        query: str = Field(..., description="what to look for")
-        k: int = Field(10, ge=1, le=MAX_K, description="number of results")
-        candidates: int | None = Field(None, ge=1, description="items re-ranked exactly")
 
     def results(res, query: str) -> dict[str, Any]:
         rows = []
@@ -221,7 +223,6 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
 
 
 def _form_int(value, name: str, default, low: int, high: int | None):
-    from fastapi import HTTPException
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     try:
