@@ -1,15 +1,37 @@
 """Interfaces for baseline methods and feature extractors (scikit-learn shaped).
 
-Constructor arguments are the whole configuration; ``fit`` learns and stores what it learned
+Constructor arguments are the whole configuration (validated by the component's params model,
+see :class:`Configured`); ``fit`` learns and stores what it learned
 in attributes ending in ``_``; ``transform_*`` are pure. Retrieval ranks by ``similarity`` in the
 common space: cosine unless the method defines its own measure.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
+from pydantic import BaseModel
+
+
+class Configured:
+    """Constructor of scikit-learn shaped components: a params model, keywords, or both.
+
+    ``CCA(CCAParams(reg=1e-3))``, ``CCA(reg=1e-3)`` and the registry's ``factory(params)``
+    (the class itself) build the same object. Every value goes through :attr:`params_model`,
+    the one place the defaults are written, so a keyword the model does not know, or a value
+    it rejects, fails at construction with the field's name. As scikit-learn does, each value
+    is then an attribute of the same name (``cca.reg``); ``params`` holds the whole model.
+    """
+
+    #: the component's params model (a ``registry.Params``)
+    params_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel | None = None, **overrides: Any):
+        given = params.model_dump() if params is not None else {}
+        self.params = self.params_model.model_validate({**given, **overrides})
+        for name in self.params_model.model_fields:
+            setattr(self, name, getattr(self.params, name))
 
 
 class CrossModalMethod(ABC):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import CrossModalMethod
+from daer_core.interfaces.methods import Configured, CrossModalMethod
 from registry import Params
 
 from ._common import CentredLinearProjections, cca_from_covariances, check_pairs
@@ -31,13 +31,10 @@ class CCAParams(Params):
                                            " before projecting")
 
 
-class CCA(CentredLinearProjections, CrossModalMethod):
+class CCA(Configured, CentredLinearProjections, CrossModalMethod):
     """Linear CCA; ``correlations_`` holds the canonical correlations on the training pairs."""
 
-    def __init__(self, n_components: int | None = None, reg: float = 1e-4, center: bool = True):
-        self.n_components = n_components
-        self.reg = reg
-        self.center = center
+    params_model = CCAParams
 
     def fit(self, image_feats, text_feats, labels=None) -> "CCA":
         """Learn the canonical directions; ``labels`` are accepted and ignored (unsupervised)."""

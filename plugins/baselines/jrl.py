@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from daer_core.interfaces.methods import CrossModalMethod
+from daer_core.interfaces.methods import Configured, CrossModalMethod
 from registry import Params
 
 from ._common import check_fitted, check_pairs, check_width, label_membership
@@ -75,17 +75,10 @@ def _knn_graph(feats: np.ndarray, k: int) -> sp.csr_matrix:
     return ((g + g.T) > 0).astype(np.float64)
 
 
-class JRL(CrossModalMethod):
+class JRL(Configured, CrossModalMethod):
     """Label-space projections for image and text learned jointly (see module docstring)."""
 
-    def __init__(self, sparsity: float = 1e-3, graph_weight: float = 0.1, n_neighbors: int = 10,
-                 max_iter: int = 30, tol: float = 1e-4, ridge: float = 1e-6):
-        self.sparsity = sparsity
-        self.graph_weight = graph_weight
-        self.n_neighbors = n_neighbors
-        self.max_iter = max_iter
-        self.tol = tol
-        self.ridge = ridge
+    params_model = JRLParams
 
     def _standardise(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         mean = x.mean(axis=0)

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import CrossModalMethod
+from daer_core.interfaces.methods import Configured, CrossModalMethod
 from registry import Params
 
 from ._common import (cca_from_covariances, check_fitted, check_pairs, check_width,
@@ -81,26 +81,14 @@ class _NystromMap:
         return self.whiten.shape[1]
 
 
-class KCCA(CrossModalMethod):
+class KCCA(Configured, CrossModalMethod):
     """Gaussian- (or linear-) kernel CCA through Nyström features.
 
     Learned: ``landmark_index_``, ``image_sigma_``, ``text_sigma_``, ``correlations_`` and the
     feature-space means and weights.
     """
 
-    def __init__(self, kernel: str = "gaussian", image_sigma: float | None = None,
-                 text_sigma: float | None = None, sigma_scale: float = 1.0, reg: float = 1e-2,
-                 n_components: int | None = None, rank: int = 1000, seed: int = 0,
-                 chunk_size: int = 2048):
-        self.kernel = kernel
-        self.image_sigma = image_sigma
-        self.text_sigma = text_sigma
-        self.sigma_scale = sigma_scale
-        self.reg = reg
-        self.n_components = n_components
-        self.rank = rank
-        self.seed = seed
-        self.chunk_size = chunk_size
+    params_model = KCCAParams
 
     def _width(self, given: float | None, landmarks: np.ndarray) -> float | None:
         if self.kernel == "linear":

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg
 from pydantic import Field
 
-from daer_core.interfaces.methods import CrossModalMethod
+from daer_core.interfaces.methods import Configured, CrossModalMethod
 from registry import Params
 
 from ._common import (CentredLinearProjections, check_pairs, label_membership, orient,
@@ -90,15 +90,10 @@ def consistency_matrix(views: list[np.ndarray], reg: float) -> np.ndarray:
     return m_mat
 
 
-class MvDAVC(CentredLinearProjections, CrossModalMethod):
+class MvDAVC(Configured, CentredLinearProjections, CrossModalMethod):
     """Supervised two-view MvDA-VC; needs a label for every training pair."""
 
-    def __init__(self, n_components: int | None = None, view_consistency: float = 0.1,
-                 reg: float = 1e-3, center: bool = True):
-        self.n_components = n_components
-        self.view_consistency = view_consistency
-        self.reg = reg
-        self.center = center
+    params_model = MvDAVCParams
 
     def fit(self, image_feats, text_feats, labels) -> "MvDAVC":
         x, y = check_pairs(image_feats, text_feats)

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.optimize
 from pydantic import Field
 
-from daer_core.interfaces.methods import CrossModalMethod
+from daer_core.interfaces.methods import Configured, CrossModalMethod
 from registry import Params
 
 from ._common import check_fitted, check_pairs, check_width, label_membership
@@ -221,16 +221,8 @@ class SCMParams(_SemanticParams):
                                                      " reg)")
 
 
-class _SemanticMatching(CrossModalMethod):
+class _SemanticMatching(Configured, CrossModalMethod):
     """Shared part: one classifier per modality on (possibly projected) features."""
-
-    def __init__(self, distance: str = "ncorr", C: float = 1.0, fit_intercept: bool = True,
-                 max_iter: int = 1000, tol: float = 1e-8):
-        self.distance = distance
-        self.C = C
-        self.fit_intercept = fit_intercept
-        self.max_iter = max_iter
-        self.tol = tol
 
     def _classifier(self) -> SemanticClassifier:
         return SemanticClassifier(self.C, self.fit_intercept, self.max_iter, self.tol)
@@ -276,6 +268,8 @@ class SM(_SemanticMatching):
     ``n_classes_``.
     """
 
+    params_model = SMParams
+
     def fit(self, image_feats, text_feats, labels) -> "SM":
         x, y = check_pairs(image_feats, text_feats)
         self._fit_classifiers(x, y, labels)
@@ -289,12 +283,7 @@ class SCM(_SemanticMatching):
     Learned: ``cca_`` (a fitted :class:`~plugins.baselines.cca.CCA`) and the classifiers.
     """
 
-    def __init__(self, distance: str = "ncorr", C: float = 1.0, fit_intercept: bool = True,
-                 max_iter: int = 1000, tol: float = 1e-8, n_components: int | None = None,
-                 cca_reg: float = 1e-4):
-        super().__init__(distance, C, fit_intercept, max_iter, tol)
-        self.n_components = n_components
-        self.cca_reg = cca_reg
+    params_model = SCMParams
 
     def fit(self, image_feats, text_feats, labels) -> "SCM":
         x, y = check_pairs(image_feats, text_feats)

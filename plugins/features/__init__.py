@@ -6,8 +6,6 @@ for texts. ``precomputed`` means "use the dataset's own features". See docs/base
 """
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from registry import hookimpl
 
 from .backbone import BackboneParams, BackbonePoolFeatures
@@ -20,25 +18,18 @@ __all__ = ["BackbonePoolFeatures", "TfidfFeatures", "LdaFeatures", "Doc2VecFeatu
            "PrecomputedFeatures"]
 
 
-def _factory(cls):
-    def build(params: BaseModel, **_deps):
-        return cls(**params.model_dump())
-    build.__name__ = f"build_{cls.__name__}"
-    return build
-
-
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("feature_extractor", "backbone-pool", factory=_factory(BackbonePoolFeatures),
+    registry.add("feature_extractor", "backbone-pool", factory=BackbonePoolFeatures,
                  params=BackboneParams,
                  summary="Pooled last feature map of a frozen torchvision/timm CNN; weights"
                          " from a local file only (random init, with a warning, if none).")
-    registry.add("feature_extractor", "tfidf", factory=_factory(TfidfFeatures),
+    registry.add("feature_extractor", "tfidf", factory=TfidfFeatures,
                  params=TfidfParams, summary="TF-IDF text vectors (scikit-learn).")
-    registry.add("feature_extractor", "lda", factory=_factory(LdaFeatures), params=LdaParams,
+    registry.add("feature_extractor", "lda", factory=LdaFeatures, params=LdaParams,
                  summary="LDA topic proportions of texts (gensim).")
-    registry.add("feature_extractor", "doc2vec", factory=_factory(Doc2VecFeatures),
+    registry.add("feature_extractor", "doc2vec", factory=Doc2VecFeatures,
                  params=Doc2VecParams, summary="Paragraph vectors of texts (gensim Doc2Vec).")
-    registry.add("feature_extractor", "precomputed", factory=_factory(PrecomputedFeatures),
+    registry.add("feature_extractor", "precomputed", factory=PrecomputedFeatures,
                  params=PrecomputedParams,
                  summary="Use the dataset's own pre-extracted features for this modality.")

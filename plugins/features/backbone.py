@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import Field
 
 from daer_core.errors import ConfigError
-from daer_core.interfaces.methods import FeatureExtractor
+from daer_core.interfaces.methods import Configured, FeatureExtractor
 from registry import Params
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,12 @@ def _load(model, path: str, head_prefixes: Sequence[str]) -> None:
     load_weights_file(model, path, "by-name", optional=optional, key="weights")
 
 
-class BackbonePoolFeatures(FeatureExtractor):
+class BackbonePoolFeatures(Configured, FeatureExtractor):
     """Frozen image features; ``fit`` learns nothing, the network is built on first use."""
 
     modality = "image"
 
-    def __init__(self, backbone: str = "resnet18", library: str = "torchvision",
-                 weights: str | None = None, image_size: int = 224, pool: str = "avg",
-                 batch_size: int = 32, device: str = "cpu"):
-        self.backbone, self.library, self.weights = backbone, library, weights
-        self.image_size, self.pool, self.batch_size, self.device = (image_size, pool,
-                                                                    batch_size, device)
+    params_model = BackboneParams
 
     def _build(self) -> None:
         import torch

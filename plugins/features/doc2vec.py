@@ -6,7 +6,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import FeatureExtractor
+from daer_core.interfaces.methods import Configured, FeatureExtractor
 from registry import Params
 
 from .textwords import check_texts, words
@@ -24,18 +24,13 @@ class Doc2VecParams(Params):
     seed: int = Field(0, description="seed of training and inference")
 
 
-class Doc2VecFeatures(FeatureExtractor):
+class Doc2VecFeatures(Configured, FeatureExtractor):
     """Every text (training ones too) is embedded by ``infer_vector``, so train and test rows
     come from the same procedure. Training uses one worker thread for reproducibility."""
 
     modality = "text"
 
-    def __init__(self, vector_size: int = 100, mode: str = "dm", window: int = 5,
-                 min_count: int = 2, epochs: int = 20, infer_epochs: int | None = None,
-                 seed: int = 0):
-        self.vector_size, self.mode, self.window = vector_size, mode, window
-        self.min_count, self.epochs, self.infer_epochs, self.seed = (min_count, epochs,
-                                                                     infer_epochs, seed)
+    params_model = Doc2VecParams
 
     def fit(self, items: Sequence[str]) -> "Doc2VecFeatures":
         from gensim.models.doc2vec import Doc2Vec, TaggedDocument

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import FeatureExtractor
+from daer_core.interfaces.methods import Configured, FeatureExtractor
 from registry import Params
 
 from .textwords import check_texts, words
@@ -26,7 +26,7 @@ class LdaParams(Params):
     seed: int = Field(0, description="seed of training and of per-document inference")
 
 
-class LdaFeatures(FeatureExtractor):
+class LdaFeatures(Configured, FeatureExtractor):
     """Topic proportions per text (rows sum to one).
 
     Inference is stochastic in gensim, so the model's random state is reset to ``seed``
@@ -35,10 +35,7 @@ class LdaFeatures(FeatureExtractor):
 
     modality = "text"
 
-    def __init__(self, num_topics: int = 10, passes: int = 10, iterations: int = 100,
-                 no_below: int = 2, no_above: float = 0.5, keep_n: int = 20000, seed: int = 0):
-        self.num_topics, self.passes, self.iterations = num_topics, passes, iterations
-        self.no_below, self.no_above, self.keep_n, self.seed = no_below, no_above, keep_n, seed
+    params_model = LdaParams
 
     def fit(self, items: Sequence[str]) -> "LdaFeatures":
         from gensim.corpora import Dictionary

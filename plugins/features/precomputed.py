@@ -12,7 +12,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import FeatureExtractor
+from daer_core.interfaces.methods import Configured, FeatureExtractor
 from registry import Params
 
 
@@ -21,11 +21,10 @@ class PrecomputedParams(Params):
         None, description="restrict to one modality; default: whichever slot it is used in")
 
 
-class PrecomputedFeatures(FeatureExtractor):
+class PrecomputedFeatures(Configured, FeatureExtractor):
     uses_dataset_features = True
 
-    def __init__(self, modality: str | None = None):
-        self.modality = modality
+    params_model = PrecomputedParams
 
     def transform(self, items: Sequence) -> np.ndarray:
         """Pass through rows that are already numbers; raw images or texts are an error."""

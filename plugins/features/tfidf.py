@@ -6,7 +6,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from daer_core.interfaces.methods import FeatureExtractor
+from daer_core.interfaces.methods import Configured, FeatureExtractor
 from registry import Params
 
 from .textwords import check_texts
@@ -25,17 +25,12 @@ class TfidfParams(Params):
     norm: Literal["l2", "l1"] | None = Field("l2", description="row normalisation")
 
 
-class TfidfFeatures(FeatureExtractor):
+class TfidfFeatures(Configured, FeatureExtractor):
     """Fits the vocabulary and IDF weights on training texts; rows are dense float64."""
 
     modality = "text"
 
-    def __init__(self, max_features: int | None = 1000, min_df: int = 2, max_df: float = 0.95,
-                 stop_words: str | None = "english", sublinear_tf: bool = True,
-                 ngram_max: int = 1, norm: str | None = "l2"):
-        self.max_features, self.min_df, self.max_df = max_features, min_df, max_df
-        self.stop_words, self.sublinear_tf = stop_words, sublinear_tf
-        self.ngram_max, self.norm = ngram_max, norm
+    params_model = TfidfParams
 
     def fit(self, items: Sequence[str]) -> "TfidfFeatures":
         from sklearn.feature_extraction.text import TfidfVectorizer
