@@ -149,7 +149,8 @@ class RunLock:
         if pid == os.getpid() or _pid_alive(pid):
             raise CheckpointError(
                 f"{self.run_dir} is in use by another `daer train` (process {pid} on {host},"
-                f" since {since}); wait for it or choose another --out")
+                f" since {since}); wait for it or choose another --out. If process {pid} is"
+                f" not a `daer train` (its pid was reused), delete {self.path}")
         log.warning("%s: removing a stale run lock left by process %d on %s (started %s),"
                     " which no longer exists", self.path, pid, host, since)
         try:
