@@ -23,9 +23,10 @@ in ``docs/method.md``; ``benchmarks/pretrained_start.py`` prints them.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Literal
+from typing import Annotated, Callable, Iterable, Literal
 
 import torch
+from pydantic import AfterValidator, Field
 from torch import nn
 
 
@@ -39,6 +40,19 @@ ATTENTION_START_HELP = ("how inserted image attention starts: identity = a learn
                         "before insertion; paper = the attention's plain initialisation (Eq. "
                         "4-6 from the first step); auto = identity when pretrained weights are "
                         "configured, paper otherwise")
+
+
+
+def _odd(size: int) -> int:
+    if size % 2 == 0:
+        raise ValueError(f"must be odd so that 'same' padding keeps the size, got {size}")
+    return size
+
+
+#: a params field for an attention's convolution or pooling window: a positive odd size, so
+#: that 'same' padding keeps the spatial size or the sequence length (dual-spatial,
+#: dual-region)
+OddKernel = Annotated[int, Field(ge=1), AfterValidator(_odd)]
 
 
 def gated_start(setting: AttentionStart, pretrained: bool) -> bool:

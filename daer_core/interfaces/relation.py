@@ -5,14 +5,17 @@ the pairs (all Q x P combinations, in blocks) — components only see flat ``(N,
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 from torch import nn
 
+from .modules import Module
 
-class Fusion(nn.Module):
+
+class Fusion(Module):
     """Combines paired embeddings: ``(N, Dt), (N, Di) -> (N, out_dim)``.
 
     Built with ``factory(params, text_dim=Dt, image_dim=Di)``; sets :attr:`out_dim`.
@@ -23,11 +26,11 @@ class Fusion(nn.Module):
     #: gallery without forming the fused pairs (see :meth:`RelationHead.first_layer`)
     concatenates: bool = False
 
-    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor: ...
 
 
-class Enhancement(nn.Module):
+class Enhancement(Module):
     """Reshapes the fused distribution element-wise: ``(N, D) -> (N, D)``.
 
     Built with ``factory(params, dim=D)``; must keep the width and have finite gradients.
@@ -39,11 +42,11 @@ class Enhancement(nn.Module):
     #: such an enhancement must then accept inputs of any width
     elementwise: bool = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-class RelationHead(nn.Module):
+class RelationHead(Module):
     """Scores fused pairs: ``(N, in_dim) -> (N,)``.
 
     Built with ``factory(params, fused_dim=D)``. A head whose params fix ``in_dim`` keeps it,
@@ -57,8 +60,8 @@ class RelationHead(nn.Module):
     #: The order is otherwise the same (the map is increasing); training never sets it.
     emit_logits: bool = False
 
-    def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, fused: torch.Tensor) -> torch.Tensor: ...
 
     def first_layer(self) -> nn.Linear | None:
         """The head's first layer when it is a linear map of the fused input, else None.
@@ -91,12 +94,12 @@ class TwoTowerRelation(RelationHead):
     Built with ``factory(params, fused_dim=..., text_dim=Dt, image_dim=Di)``.
     """
 
-    def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor: ...
 
 
-class RelationLoss(nn.Module):
+class RelationLoss(Module):
     """Compares predicted scores ``(Q, P)`` with the 0/1 target ``(Q, P)``; returns a scalar."""
 
-    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...

@@ -8,7 +8,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
+
+from .modules import Encoder, Module
 
 
 class Tokenizer(ABC):
@@ -18,21 +19,21 @@ class Tokenizer(ABC):
     def __call__(self, text: str) -> list[str]: ...
 
 
-class TextAttention(nn.Module):
+class TextAttention(Module):
     """Re-weights a token sequence: ``(B, L, D)`` (+ optional ``(B, L)`` bool mask) -> ``(B, L, D)``.
 
     Built by the core with the width it will see: ``factory(params, dim=D)``.
     """
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 #: What a text encoder receives for its attention slot: ``dim -> TextAttention``.
 TextAttentionFactory = Callable[[int], TextAttention]
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(Encoder):
     """Maps raw texts to embeddings of width :attr:`out_dim`.
 
     The encoder owns the path from strings to tensors (:meth:`prepare`), because the right
@@ -42,8 +43,6 @@ class TextEncoder(nn.Module):
     checkpoint can rebuild the module before loading its tensors.
     """
 
-    out_dim: int
-
     def fit(self, texts: Sequence[str]) -> None:
         """Learn anything that comes from the training corpus. Default: nothing."""
 
@@ -51,8 +50,8 @@ class TextEncoder(nn.Module):
     def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Turn a batch of raw texts into the tensors :meth:`forward` takes (on CPU)."""
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, out_dim)
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor: ...  # (B, out_dim)
 
     def export_state(self) -> dict[str, Any]:
         """JSON-able state that is not in the tensors (vocabulary, ...). Default: none."""
@@ -60,15 +59,3 @@ class TextEncoder(nn.Module):
 
     def import_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`export_state` output; called before ``load_state_dict``."""
-
-    def pretrained_parameters(self) -> list[nn.Parameter]:
-        """Parameters that come from pretrained weights (the backbone), as opposed to the layers
-        the encoder adds on top (projection, inserted attention and its gates).
-
-        The trainer gives them ``train.stages.<stage>.backbone_lr``, freezes them for the
-        stage's first ``frozen_backbone_epochs`` and, with ``batchnorm: frozen``, keeps the
-        batch-norm statistics that came with them. Decided by the config (weights configured),
-        not by whether a file was read, so that a resumed run groups its parameters the same
-        way. Default: none — the encoder starts from random weights.
-        """
-        return []

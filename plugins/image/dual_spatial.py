@@ -14,9 +14,10 @@ at that position: the 3x3 map judges small neighbourhoods, the 7x7 map larger on
 from __future__ import annotations
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
+from daer_core.attention import OddKernel
 from daer_core.interfaces.image import ImageAttention
 from registry import Params
 
@@ -24,21 +25,14 @@ from registry import Params
 class DualSpatialParams(Params):
     """Params of the ``dual-spatial`` image attention (defaults: paper §4.4)."""
 
-    small_kernel: int = Field(3, ge=1, description="size n of the small convolution (odd); "
-                                                   "paper: 3")
-    large_kernel: int = Field(7, ge=1, description="size m of the large convolution (odd); "
-                                                   "paper: 7")
+    small_kernel: OddKernel = Field(3, description="size n of the small convolution (odd); "
+                                                  "paper: 3")
+    large_kernel: OddKernel = Field(7, description="size m of the large convolution (odd); "
+                                                  "paper: 7")
     bias_init: float | None = Field(
         None, description="initial bias of both convolutions; null keeps PyTorch's default "
                           "init, a positive value (e.g. 3) starts both weight maps near 1 so a "
                           "pretrained backbone is barely disturbed at first")
-
-    @field_validator("small_kernel", "large_kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"must be odd so that 'same' padding keeps H x W, got {v}")
-        return v
 
 
 class DualSpatialAttention(ImageAttention):

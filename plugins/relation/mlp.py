@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from daer_core.interfaces.relation import RelationHead
@@ -26,21 +26,14 @@ class MLPRelationParams(Params):
 
     in_dim: int | None = Field(600, ge=1, description="input width (the fused pair); paper: 600."
                                                       " null takes the fusion's output width")
-    hidden: list[int] = Field(default_factory=lambda: [1024, 512],
-                              description="hidden layer widths; paper: 1024, 512")
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [1024, 512],
+                                      description="hidden layer widths; paper: 1024, 512")
     activation: Literal["relu", "gelu", "tanh", "leaky_relu"] = Field(
         "relu", description="activation after each hidden layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
     output: Literal["sigmoid", "linear"] = Field(
         "sigmoid", description="sigmoid: similarity in [0, 1] for the 0/1 target (relation "
                                "network convention); linear: raw score")
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden widths must be >= 1, got {v}")
-        return v
 
 
 class MLPRelation(RelationHead):

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt
 from torch import nn
 
+from daer_core.attention import OddKernel
 from daer_core.interfaces.text import TextAttention
 from registry import Params
 
@@ -35,29 +36,16 @@ from registry import Params
 class DualRegionParams(Params):
     """Params of the ``dual-region`` text attention (defaults: paper §4.4)."""
 
-    small_kernel: int = Field(3, ge=1, description="small pooling window along the words "
-                                                   "(odd, so the length is kept); paper: 3")
-    large_kernel: int = Field(7, ge=1, description="large pooling window along the words "
-                                                   "(odd); paper: 7")
-    hidden: list[int] = Field(default_factory=lambda: [512, 1024, 512], min_length=1,
-                              description="units of the excitation MLP's hidden layers; the "
-                                          "first is the output of W0/W1; paper: 512, 1024, 512")
+    small_kernel: OddKernel = Field(3, description="small pooling window along the words "
+                                                  "(odd, so the length is kept); paper: 3")
+    large_kernel: OddKernel = Field(7, description="large pooling window along the words "
+                                                  "(odd); paper: 7")
+    hidden: list[PositiveInt] = Field(
+        default_factory=lambda: [512, 1024, 512], min_length=1,
+        description="units of the excitation MLP's hidden layers; the first is the output of "
+                    "W0/W1; paper: 512, 1024, 512")
     shared_mlp: bool = Field(True, description="one f_theta for both scales, as Eq. 1-2 write "
                                                "it; false gives each scale its own")
-
-    @field_validator("small_kernel", "large_kernel")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"must be odd so that 'same' padding keeps the length, got {v}")
-        return v
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden sizes must be >= 1, got {v}")
-        return v
 
 
 def masked_pool(x: torch.Tensor, mask: torch.Tensor | None, kernel: int

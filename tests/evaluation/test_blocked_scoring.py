@@ -38,11 +38,18 @@ class Head(RelationHead):
         return self.lin(x).squeeze(1)
 
 
+class Unused(RelationLoss):
+    """Scoring never calls the loss; the model still needs one."""
+
+    def forward(self, scores, target):
+        raise AssertionError("scoring must not compute a loss")
+
+
 def test_blocks_bound_memory_and_match_the_unblocked_scores():
     torch.manual_seed(0)
     head = Head(8)
     model = RetrievalModel(nn.Identity(), nn.Identity(), Concat(4, 4), Same(8), head,
-                           RelationLoss())
+                           Unused())
     text, image = torch.randn(23, 4), torch.randn(17, 4)
     full = model.pair_scores(text, image).detach()
     head.max_rows = 0
@@ -68,7 +75,7 @@ def test_the_split_first_layer_gives_the_same_scores_without_fusing_pairs():
                         reg.create("enhancement", "identity", {}, dim=11)):
         head = reg.create("relation", "mlp", {"in_dim": 11, "hidden": [16, 8]}, fused_dim=11)
         model = RetrievalModel(nn.Identity(), nn.Identity(), fusion, enhancement, head,
-                               RelationLoss()).eval()
+                               Unused()).eval()
         text, image = torch.randn(13, 6), torch.randn(9, 5)
         reference = model.pair_scores(text, image).detach()
         fused_calls = []
