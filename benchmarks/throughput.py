@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from daer_core.pipeline import load_model_and_preprocess
-    from daer_core.training.batches import shared_label_target
+    from plugins.recipes.daer_three_stage import shared_label_target
     from daer_core.training.runtime import pick_device
 
     model, pre, cfg = load_model_and_preprocess(

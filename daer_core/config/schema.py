@@ -76,6 +76,16 @@ class StageConfig(Strict):
 
 
 class StagesConfig(Strict):
+    """``train.stages``: one :class:`StageConfig` per stage of the run's recipe.
+
+    Algorithm 1's three stages are named fields (with their defaults); a recipe with other
+    stages (``train.recipe``) reads them from extra keys, validated as stage configs too. A key
+    that the recipe does not have is reported by the trainer, naming it.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    __pydantic_extra__: dict[str, StageConfig]
+
     text: StageConfig = Field(default_factory=StageConfig, description="stage 1: text classification")
     image: StageConfig = Field(default_factory=StageConfig, description="stage 2: image classification")
     relation: StageConfig = Field(default_factory=lambda: StageConfig(batch_size=32),
@@ -93,10 +103,23 @@ class StagesConfig(Strict):
 
 
 class TrainConfig(Strict):
+    recipe: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="daer-three-stage"),
+        description="training recipe: the method's stages, steps and losses (`daer plugins "
+                    "list recipe`)")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
-    bf16: bool = Field(False, description="bfloat16 autocast for forward passes")
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="bfloat16 autocast for forward passes; auto = on where the device "
+                            "computes bf16 natively (CUDA with bf16, CPU with AMX)")
+    compile: bool = Field(False, description="torch.compile the encoders and the relation "
+                                             "head (opt-in: compilation takes minutes)")
     grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    num_workers: int | Literal["auto"] = Field(
+        "auto", description="DataLoader worker processes; auto = min(8, cores - 1) on CUDA, "
+                            "cores // 4 (at most 4) on CPU, where workers compete with compute")
+    finite_check_every: int = Field(
+        50, ge=1, description="steps between checks that the loss is finite (each check waits "
+                              "for the device; the run stops within this many steps)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves default")
     stages: StagesConfig = Field(default_factory=StagesConfig)
 
@@ -151,4 +174,5 @@ COMPONENT_PATHS: dict[tuple[str, ...], str] = {
     ("pipeline", "enhancement"): "enhancement",
     ("pipeline", "relation"): "relation",
     ("pipeline", "loss"): "loss",
+    ("train", "recipe"): "recipe",
 }

@@ -30,15 +30,17 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
                   device: torch.device | str = "cpu", num_workers: int = 0,
                   bf16: bool = False, desc: str = "embedding") -> Embedded:
     """Embed texts and images of ``records`` in eval mode. Undecodable images are skipped
-    (with their text, so both galleries stay aligned) and logged."""
+    (with their text, so both galleries stay aligned) and logged. Images are decoded by
+    ``num_workers`` processes into pinned memory on CUDA and copied without blocking."""
     from tqdm.auto import tqdm
 
-    from ..training.batches import make_loader
+    from ..data.loader import make_loader
     device = torch.device(device)
     model.eval()
     num_classes = 1 + max((max(r.labels) for r in records if r.labels), default=0)
     loader = make_loader(records, preprocess.image_eval, batch_size=batch_size,
-                         num_classes=num_classes, num_workers=num_workers)
+                         num_classes=num_classes, num_workers=num_workers,
+                         pin_memory=device.type == "cuda")
     ids, texts, images, labels = [], [], [], []
     by_id = {r.id: r for r in records}
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=None):
@@ -47,14 +49,15 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
         if not batch.ids:
             continue
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            inputs = {k: v.to(device) for k, v in preprocess.text(batch.texts).items()}
-            texts.append(model.encode_text(inputs).float().cpu())
-            images.append(model.encode_image(batch.images.to(device)).float().cpu())
+            inputs = {k: v.to(device, non_blocking=True)
+                      for k, v in preprocess.text(batch.texts).items()}
+            texts.append(model.encode_text(inputs).float())
+            images.append(model.encode_image(batch.images.to(device, non_blocking=True)).float())
         ids.extend(batch.ids)
         labels.extend(by_id[i].labels for i in batch.ids)
     if not ids:
         raise ValueError(f"{desc}: no usable pairs to embed")
-    return Embedded(ids, torch.cat(texts), torch.cat(images), labels)
+    return Embedded(ids, torch.cat(texts).cpu(), torch.cat(images).cpu(), labels)
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ from .data import (SPLITS, DataReport, FeatureDataset, FeatureSplit, ImageRef, P
                    PairRecord, Problem, SplitName)
 from .image import ImageAttention, ImageAttentionFactory, ImageEncoder
 from .methods import CrossModalMethod, FeatureExtractor
+from .recipe import StageSpec, TrainBatch, TrainingRecipe
 from .relation import Enhancement, Fusion, RelationHead, RelationLoss, TwoTowerRelation
 from .text import TextAttention, TextAttentionFactory, TextEncoder, Tokenizer
 
@@ -11,5 +12,6 @@ __all__ = [
     "PairRecord", "Problem", "SplitName", "ImageAttention", "ImageAttentionFactory",
     "ImageEncoder", "CrossModalMethod", "FeatureExtractor", "Enhancement", "Fusion",
     "RelationHead", "RelationLoss", "TwoTowerRelation", "TextAttention",
-    "TextAttentionFactory", "TextEncoder", "Tokenizer",
+    "TextAttentionFactory", "TextEncoder", "Tokenizer", "StageSpec", "TrainBatch",
+    "TrainingRecipe",
 ]

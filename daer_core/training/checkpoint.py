@@ -63,15 +63,16 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file(clean, str(path))
 
 
-def flatten_optimizer(state: dict) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Split ``optimizer.state_dict()`` into JSON-able structure and named tensors."""
+def flatten_optimizer(state: dict, prefix: str = "opt") -> tuple[dict, dict[str, torch.Tensor]]:
+    """Split ``optimizer.state_dict()`` into JSON-able structure and tensors named
+    ``<prefix>.<param id>.<key>`` (one prefix per optimizer when a stage has several)."""
     tensors: dict[str, torch.Tensor] = {}
     meta_state: dict[str, dict] = {}
     for pid, pstate in state["state"].items():
         entry = {}
         for key, val in pstate.items():
             if isinstance(val, torch.Tensor):
-                name = f"opt.{pid}.{key}"
+                name = f"{prefix}.{pid}.{key}"
                 tensors[name] = val
                 entry[key] = {"__tensor__": name}
             else:

@@ -11,6 +11,7 @@ from ..evaluation.plots import format_table1, plot_pr_curves, plot_retrieval_exa
 from ..evaluation.retrieval import embed_records, evaluate_embedded
 from ..interfaces import PairRecord
 from .checkpoint import atomic_write_json
+from .runtime import resolve_bf16
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
     ``chance``, plus mAP@k, precision@k and per-direction chance levels.
     """
     run_dir = Path(run_dir)
-    emb = embed_records(model, preprocess, records, device=device, bf16=config.train.bf16,
+    emb = embed_records(model, preprocess, records, device=device,
+                        bf16=resolve_bf16(config.train.bf16, torch.device(device)),
                         desc=f"embedding {split}")
     rep, scores = evaluate_embedded(model, emb, block_size=config.evaluate.block_size,
                                     device=device, ks=config.evaluate.ks)

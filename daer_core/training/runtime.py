@@ -75,3 +75,41 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     if cuda and torch.cuda.is_available():
         for i, state in enumerate(cuda[:torch.cuda.device_count()]):  # the GPUs still here
             torch.cuda.set_rng_state(state, i)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: CUDA with bf16 (Ampere and newer), or a
+    CPU with AMX. Elsewhere bf16 autocast is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
+    return False
+
+
+def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
+    """``train.bf16`` (``auto``, true or false) for ``device``."""
+    return bf16_supported(device) if setting == "auto" else bool(setting)
+
+
+def resolve_workers(setting: int | str, device: torch.device) -> int:
+    """``train.num_workers``: ``auto`` = min(8, cores - 1) on CUDA, where decoding images in
+    the main process would starve the GPU; cores // 4 (at most 4) on CPU, where every worker
+    takes a core from the forward and backward passes."""
+    if setting != "auto":
+        return int(setting)
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    if device.type == "cuda":
+        return max(0, min(8, cores - 1))
+    return min(4, cores // 4)
+
+
+def configure_precision(device: torch.device) -> None:
+    """TF32 matrix products and convolutions on CUDA (float32 accuracy is not needed for
+    training these models, and TF32 is several times faster on Ampere and newer)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True

@@ -1,17 +1,23 @@
-"""Algorithm 1 of the paper as a resumable, three-stage trainer.
+"""The trainer every method shares: a training recipe's stages, run resumably.
 
-Stage 1 trains the text encoder as a classifier, stage 2 the image encoder, stage 3 the
-relation head on all text x image pairs of each batch with the Frobenius loss while
-fine-tuning both encoders. The classifier heads of stages 1 and 2 belong to the trainer, not
-to the model, and are dropped once their stage is over.
+A recipe (:class:`~daer_core.interfaces.TrainingRecipe`, ``train.recipe``) says which stages a
+method has, what each trains and with which losses; the default, ``daer-three-stage``, is
+Algorithm 1 of the paper (text classification, image classification, relation training). The
+trainer owns everything else: device and precision, the data path (texts prepared once,
+images decoded by workers, seeded shuffling), the optimizer steps, early stopping on the
+validation split, logs and progress, atomic checkpoints with exact resume, and multi-process
+training under ``torchrun`` (:mod:`daer_core.training.distributed`).
 
 Every epoch ends with validation (never the test split), early-stopping bookkeeping and an
-atomic checkpoint that holds the model, the heads, the optimizer, the RNG states and the
-trainer's own counters. Shuffling uses a generator seeded from (seed, stage, epoch), so a
-resumed run replays exactly the batches an uninterrupted run would have seen.
+atomic checkpoint that holds the model, the recipe's extra modules, the optimizers, the RNG
+states and the trainer's own counters. Shuffling is seeded from (seed, stage, epoch), so a
+resumed run replays exactly the batches an uninterrupted run would have seen. A training step
+never waits for the device: losses are summed on it and checked for finiteness every
+``train.finite_check_every`` steps.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -24,29 +30,29 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, dump_config
+from ..config.schema import StageConfig
 from ..data.images import undecodable
+from ..data.loader import Batch, EpochSampler, PreparedTexts, make_loader
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
-from ..evaluation.retrieval import embed_records, evaluate_embedded
-from ..interfaces import FeatureDataset, PairDataset
+from ..evaluation.retrieval import Embedded, embed_records, evaluate_embedded
+from ..interfaces import (FeatureDataset, ImageEncoder, PairDataset, StageSpec, TextEncoder,
+                          TrainBatch, TrainingRecipe)
 from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
+from . import distributed
 from . import run_dir as rd
-from .batches import make_loader, shared_label_target
 from .finetune import frozen, hold_batchnorm, parameter_groups
-from .runtime import capture_rng, derived_seed, pick_device, restore_rng, seed_everything
+from .runtime import (capture_rng, configure_precision, derived_seed, pick_device,
+                      resolve_bf16, resolve_workers, restore_rng, seed_everything)
 
 log = logging.getLogger(__name__)
-
-STAGES = ("text", "image", "relation")
-STAGE_TITLES = {"text": "stage 1/3 text classification", "image": "stage 2/3 image classification",
-                "relation": "stage 3/3 relation training"}
 
 
 @dataclass
 class TrainerState:
     """The trainer's own counters — saved in every checkpoint's ``state.json``."""
 
-    stage_index: int = 0          # index into STAGES of the stage in progress
+    stage_index: int = 0          # index into the recipe's stages of the stage in progress
     epoch: int = 0                # epochs completed in that stage
     best_score: float | None = None
     best_epoch: int | None = None
@@ -71,7 +77,11 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.registry = registry
-        self.device = pick_device(config.train.device)
+        self.dist = distributed.context(config.train.device)
+        self.device = distributed.device_for(self.dist, pick_device(config.train.device))
+        configure_precision(self.device)
+        self.bf16 = resolve_bf16(config.train.bf16, self.device)
+        self.num_workers = resolve_workers(config.train.num_workers, self.device)
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.state = TrainerState()
@@ -89,23 +99,48 @@ class Trainer:
         if not self.splits["val"]:
             log.warning("dataset %r has no validation split: early stopping and best-checkpoint"
                         " selection are disabled", config.dataset.name)
+        self.recipe: TrainingRecipe = registry.create("recipe", config.train.recipe.name,
+                                                      config.train.recipe.params)
+        self.stage_names = [spec.name for spec in self.recipe.stages]
+        self._check_stage_configs()
         self.model: RetrievalModel
         seed_everything(config.seed)  # initial weights depend on the seed alone
         self.model, self.preprocess = build_pipeline(
             config, registry, native_image_size=getattr(self.dataset, "native_image_size", None))
-        c = len(self.classes)
-        self.heads = nn.ModuleDict({"text": nn.Linear(self.model.text_encoder.out_dim, c),
-                                    "image": nn.Linear(self.model.image_encoder.out_dim, c)})
         self.multi_label = any(len(r.labels) > 1 for r in self.splits["train"])
-        for stage in ("image", "relation"):
-            sc = getattr(config.train.stages, stage)
-            if sc.enabled and sc.epochs and sc.batch_size < 2:
+        #: the recipe's extra modules (classifier heads, discriminators, ...): in checkpoints
+        #: until training ends, never in the final weights
+        self.heads = nn.ModuleDict(self.recipe.setup(self.model, len(self.classes),
+                                                     self.multi_label))
+        self._prepared: dict[str, PreparedTexts] = {}
+        self._ddp: nn.Module | None = None
+        self._stage_loader = None  # the training loader of the stage in progress
+
+    def _stage_config(self, stage: str) -> StageConfig:
+        """``train.stages.<stage>``, or the defaults when the config does not name it."""
+        return getattr(self.config.train.stages, stage, None) or StageConfig()
+
+    def _check_stage_configs(self) -> None:
+        """Stage keys the recipe does not have, and batches too small for a stage, are config
+        errors naming the key (before anything is written)."""
+        stages = self.config.train.stages
+        unknown = sorted(set(stages.model_extra or {}) - set(self.stage_names))
+        if unknown:
+            raise ConfigError(
+                f"train.stages.{unknown[0]}: recipe {self.config.train.recipe.name!r} has no"
+                f" stage {unknown[0]!r} (its stages: {', '.join(self.stage_names)})")
+        for spec in self.recipe.stages:
+            sc = self._stage_config(spec.name)
+            if sc.enabled and sc.epochs and sc.batch_size < spec.min_batch:
                 raise ConfigError(
-                    f"train.stages.{stage}.batch_size: must be at least 2 (a lone image cannot"
-                    f" be batch-normalised and a lone pair has no negatives), got {sc.batch_size}")
+                    f"train.stages.{spec.name}.batch_size: must be at least {spec.min_batch}"
+                    f" for {spec.title} (a lone image cannot be batch-normalised and a lone"
+                    f" pair has no negatives), got {sc.batch_size}")
 
     # -- logging ---------------------------------------------------------------------------
     def _log(self, event: str, **fields: Any) -> None:
+        if not self.dist.is_main:  # one process writes the run directory
+            return
         rec = {"time": round(time.time(), 3), "event": event, **fields}
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
@@ -124,10 +159,18 @@ class Trainer:
         if heads:
             self.heads.load_state_dict(heads)
 
-    def _save(self, optimizer: torch.optim.Optimizer | None) -> None:
+    def _save(self, optimizers: dict[str, torch.optim.Optimizer] | None) -> None:
+        if not self.dist.is_main:
+            return
         rng_meta, rng_tensors = capture_rng()
-        opt_meta, opt_tensors = ck.flatten_optimizer(optimizer.state_dict()) if optimizer else (None, {})
-        state = {"trainer": self.state.as_dict(), "rng": rng_meta, "optimizer": opt_meta,
+        opt_meta: dict[str, dict] = {}
+        opt_tensors: dict[str, torch.Tensor] = {}
+        for step, optimizer in (optimizers or {}).items():
+            opt_meta[step], tensors = ck.flatten_optimizer(optimizer.state_dict(),
+                                                           prefix=f"opt.{step}")
+            opt_tensors.update(tensors)
+        state = {"trainer": self.state.as_dict(), "rng": rng_meta,
+                 "optimizers": opt_meta or None,
                  "text_encoder": self.model.text_encoder.export_state()}
         # pin the config this checkpoint was trained with: resume refuses a damaged or edited
         # config.yaml instead of silently continuing with defaults (run_dir.check_config_digest)
@@ -135,25 +178,33 @@ class Trainer:
         if cfg_path.is_file():
             state["config_sha256"] = rd.config_digest(cfg_path)
             state["config_yaml"] = cfg_path.read_text(encoding="utf-8")
-        tag = f"{STAGES[min(self.state.stage_index, 2)]}-{self.state.epoch:04d}"
+        tag = f"{self._stage_name()}-{self.state.epoch:04d}"
         if self.state.finished_training:
             tag = "trained"
         ck.write_checkpoint(self.run_dir, tag, self._tensors(), state, {**rng_tensors, **opt_tensors})
         ck.set_latest(self.run_dir, tag)
-        ck.prune_checkpoints(self.run_dir, keep={tag, "final", *(f"best-{s}" for s in STAGES)})
+        ck.prune_checkpoints(self.run_dir,
+                             keep={tag, "final", *(f"best-{s}" for s in self.stage_names)})
 
     def _save_weights(self, tag: str, heads: bool = True) -> None:
+        if not self.dist.is_main:
+            return
         state = {"trainer": self.state.as_dict(), "text_encoder": self.model.text_encoder.export_state()}
         ck.write_checkpoint(self.run_dir, tag, self._tensors(heads), state)
 
+    def _stage_name(self) -> str:
+        """The stage in progress (the last one once training has finished)."""
+        return self.stage_names[min(self.state.stage_index, len(self.stage_names) - 1)]
+
     def _restore(self, tag: str) -> bool:
+        self.dist.barrier()  # every process reads what rank 0 has just written
         if not (self.run_dir / "checkpoints" / tag).is_dir():
             return False
         tensors, _, _ = ck.read_checkpoint(self.run_dir, tag)
         self._load_tensors(tensors)
         return True
 
-    def _resume(self) -> torch.optim.Optimizer | None:
+    def _resume(self) -> dict[str, torch.optim.Optimizer] | None:
         tag, why = ck.resume_tag(self.run_dir)
         if tag is None:
             raise CheckpointError(f"{self.run_dir}: nothing to resume (no complete checkpoint);"
@@ -170,63 +221,118 @@ class Trainer:
         self.heads.to(self.device)
         self.state = TrainerState(**state["trainer"])
         restore_rng(state["rng"], extra)
-        optimizer = None
-        if state.get("optimizer") and not self.state.finished_training:
-            optimizer = self._optimizer(STAGES[self.state.stage_index])
-            optimizer.load_state_dict(ck.unflatten_optimizer(state["optimizer"], extra))
-        self._log("resumed", checkpoint=tag, stage=STAGES[min(self.state.stage_index, 2)],
-                  epoch=self.state.epoch)
+        optimizers = None
+        # "optimizer": checkpoints written before recipes had several optimizer steps
+        saved = state.get("optimizers") or (
+            {"main": state["optimizer"]} if state.get("optimizer") else None)
+        if saved and not self.state.finished_training:
+            optimizers = self._optimizers(self._stage_name())
+            for step, meta in saved.items():
+                optimizers[step].load_state_dict(ck.unflatten_optimizer(meta, extra))
+        self._log("resumed", checkpoint=tag, stage=self._stage_name(), epoch=self.state.epoch)
         log.info("resumed from checkpoint %s", tag)
-        return optimizer
+        return optimizers
 
-    # -- pieces of Algorithm 1 -------------------------------------------------------------
-    def _stage_params(self, stage: str) -> list[nn.Parameter]:
-        if stage == "text":
-            mods = [self.model.text_encoder, self.heads["text"]]
-        elif stage == "image":
-            mods = [self.model.image_encoder, self.heads["image"]]
-        else:
-            mods = [self.model]
-        return [p for m in mods for p in m.parameters() if p.requires_grad]
+    # -- one stage of the recipe ------------------------------------------------------------
+    def _stage_params(self, stage: str, step: str) -> list[nn.Parameter]:
+        """Trainable parameters of ``(stage, step)``, each once."""
+        seen: set[int] = set()
+        out = []
+        for mod in self.recipe.trainable(stage, step, self.model, self.heads):
+            for p in mod.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
 
     def _pretrained_params(self, stage: str) -> list[nn.Parameter]:
-        """Parameters of the stage's encoders that came from pretrained weights."""
-        encoders = {"text": [self.model.text_encoder], "image": [self.model.image_encoder],
-                    "relation": [self.model.text_encoder, self.model.image_encoder]}[stage]
-        return [p for enc in encoders for p in enc.pretrained_parameters()]
+        """Parameters the stage's encoders loaded from pretrained weights (see
+        ``pretrained_parameters()`` on the encoder interfaces)."""
+        spec = self.recipe.stage(stage)
+        seen: set[int] = set()
+        out = []
+        for step in spec.steps:
+            for mod in self.recipe.trainable(stage, step, self.model, self.heads):
+                for sub in mod.modules():
+                    if isinstance(sub, (TextEncoder, ImageEncoder)):
+                        for p in sub.pretrained_parameters():
+                            if id(p) not in seen:
+                                seen.add(id(p))
+                                out.append(p)
+        return out
 
-    def _optimizer(self, stage: str) -> torch.optim.Optimizer:
-        sc = getattr(self.config.train.stages, stage)
+    def _optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per step of the stage, over that step's parameters; pretrained ones
+        in their own group when ``backbone_lr`` is set."""
+        sc = self._stage_config(stage)
         oc = sc.optimizer
-        params = parameter_groups(self._stage_params(stage), self._pretrained_params(stage),
-                                  sc.backbone_lr)
-        if oc.name == "sgd":
-            return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
-        if oc.name == "adam":
-            return torch.optim.Adam(params, lr=oc.lr, weight_decay=oc.weight_decay)
-        return torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+        pretrained = self._pretrained_params(stage)
+        out = {}
+        for step in self.recipe.stage(stage).steps:
+            params = parameter_groups(self._stage_params(stage, step), pretrained,
+                                      sc.backbone_lr)
+            if oc.name == "sgd":
+                out[step] = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum,
+                                            weight_decay=oc.weight_decay)
+            elif oc.name == "adam":
+                out[step] = torch.optim.Adam(params, lr=oc.lr, weight_decay=oc.weight_decay)
+            else:
+                out[step] = torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+        return out
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=self.config.train.bf16)
+                              enabled=self.bf16)
 
-    def _classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.multi_label:
-            return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
-        return nn.functional.cross_entropy(logits.float(), labels.argmax(dim=1))
+    def _prepared_texts(self, split: str) -> PreparedTexts | None:
+        """The split's texts through ``prepare``, once (after ``fit``); None for encoders
+        that must prepare per batch (``prepare_once = False``)."""
+        if not getattr(self.model.text_encoder, "prepare_once", True):
+            return None
+        if split not in self._prepared:
+            self._prepared[split] = PreparedTexts(self.preprocess.text,
+                                                  [r.text for r in self.splits[split]])
+        return self._prepared[split]
 
-    def _text_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device) for k, v in self.preprocess.text(texts).items()}
+    def _loader(self, split: str, spec: StageSpec, batch_size: int, *, train: bool,
+                records: list | None = None, sampler=None):
+        prepared = self._prepared_texts(split) if spec.texts and records is None else None
+        return make_loader(records if records is not None else self.splits[split],
+                           self.preprocess.image_train if train else self.preprocess.image_eval,
+                           batch_size=batch_size, num_classes=len(self.classes),
+                           sampler=sampler, num_workers=self.num_workers,
+                           pin_memory=self.device.type == "cuda", with_images=spec.images,
+                           prepared=prepared,
+                           # training: worker seeds from the run's seed, not the global state
+                           generator=torch.Generator().manual_seed(self.config.seed)
+                           if train else None)
 
-    def _train_epoch(self, stage: str, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        sc = getattr(self.config.train.stages, stage)
-        gen = torch.Generator().manual_seed(
+    def _on_device(self, batch: Batch, spec: StageSpec) -> TrainBatch:
+        """Copies that do not wait (pinned memory on CUDA); channels-last images on CUDA."""
+        text = None
+        if spec.texts:
+            inputs = batch.text_inputs if batch.text_inputs is not None else \
+                self.preprocess.text(batch.texts)
+            text = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+        images = None
+        if batch.images is not None:
+            fmt = torch.channels_last if self.device.type == "cuda" else torch.preserve_format
+            images = batch.images.to(self.device, non_blocking=True, memory_format=fmt)
+        return TrainBatch(ids=batch.ids, text=text, images=images,
+                          labels=batch.labels.to(self.device, non_blocking=True),
+                          texts=batch.texts)
+
+    def _losses(self, stage: str, step: str, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        if self._ddp is not None:  # gradients averaged over the processes of the job
+            return self._ddp(stage, step, batch)
+        return self.recipe.losses(stage, step, self.model, self.heads, batch)
+
+    def _train_epoch(self, stage: str,
+                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        sc = self._stage_config(stage)
+        loader = self._stage_loader
+        loader.sampler.set_epoch(
             derived_seed(self.config.seed, self.state.stage_index, self.state.epoch))
-        loader = make_loader(self.splits["train"], self.preprocess.image_train,
-                             batch_size=sc.batch_size, num_classes=len(self.classes),
-                             shuffle=True, generator=gen,
-                             num_workers=self.config.train.num_workers,
-                             with_images=stage != "text")
         pretrained = self._pretrained_params(stage)
         warm_up = self.state.epoch < sc.frozen_backbone_epochs  # backbone frozen this epoch
         self.model.train()
@@ -234,13 +340,25 @@ class Trainer:
         if warm_up or sc.batchnorm == "frozen":
             hold_batchnorm(self.model, pretrained)
         with frozen(pretrained, enabled=warm_up):
-            return self._train_steps(stage, optimizer, loader)
+            return self._train_steps(stage, optimizers, loader)
 
-    def _train_steps(self, stage: str, optimizer: torch.optim.Optimizer,
+    def _check_finite(self, sums: dict[str, torch.Tensor], stage: str) -> None:
+        """One wait for the device every ``finite_check_every`` steps, not one per step."""
+        if sums and not bool(torch.isfinite(torch.stack(list(sums.values()))).all()):
+            raise TrainingError(
+                f"{stage} stage: non-finite loss at epoch {self.state.epoch + 1};"
+                f" lower train.stages.{stage}.optimizer.lr or enable train.grad_clip")
+
+    def _train_steps(self, stage: str, optimizers: dict[str, torch.optim.Optimizer],
                      loader) -> dict[str, float]:
-        sc = getattr(self.config.train.stages, stage)
-        total, count, steps, lone = 0.0, 0, 0, 0
-        bar = tqdm(loader, desc=f"{STAGE_TITLES[stage]} epoch {self.state.epoch + 1}/{sc.epochs}",
+        spec = self.recipe.stage(stage)
+        sc = self._stage_config(stage)
+        clip = self.config.train.grad_clip
+        every = self.config.train.finite_check_every
+        params = {step: self._stage_params(stage, step) for step in spec.steps}
+        sums: dict[str, torch.Tensor] = {}   # loss terms x pairs, summed on the device
+        count, steps, lone = 0, 0, 0
+        bar = tqdm(loader, desc=f"{spec.title} epoch {self.state.epoch + 1}/{sc.epochs}",
                    leave=False, unit="batch", disable=None)  # None: no frames unless a tty
         for batch in bar:
             for rid, reason in batch.skipped:
@@ -248,86 +366,106 @@ class Trainer:
                     log.warning("skipping pair %s: %s", rid, reason)
                     self.state.skipped_ids.append(rid)
                     self._log("skip", id=rid, reason=reason)
-            if not batch.ids or (len(batch.ids) < 2 and stage != "text"):
+            if not batch.ids or len(batch.ids) < spec.min_batch:
                 # a lone image cannot be batch-normalised, and a lone pair has no negatives
                 lone += len(batch.ids)
                 continue
-            labels = batch.labels.to(self.device)
-            with self._autocast():
-                if stage == "text":
-                    emb = self.model.encode_text(self._text_inputs(batch.texts))
-                    loss = self._classification_loss(self.heads["text"](emb), labels)
-                elif stage == "image":
-                    emb = self.model.encode_image(batch.images.to(self.device))
-                    loss = self._classification_loss(self.heads["image"](emb), labels)
-                else:
-                    t = self.model.encode_text(self._text_inputs(batch.texts))
-                    i = self.model.encode_image(batch.images.to(self.device))
-                    scores = self.model.pair_scores(t, i).float()
-                    loss = self.model.loss(scores, shared_label_target(labels, labels))
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"{stage} stage: non-finite loss at epoch {self.state.epoch + 1};"
-                    f" lower train.stages.{stage}.optimizer.lr or enable train.grad_clip")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self._stage_params(stage), self.config.train.grad_clip)
-            optimizer.step()
+            tb = self._on_device(batch, spec)
+            for step in spec.steps:
+                with self._autocast():
+                    terms = self._losses(stage, step, tb)
+                optimizer = optimizers[step]
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(params[step], clip)
+                optimizer.step()
+                prefix = "train_" if len(spec.steps) == 1 else f"train_{step}_"
+                for name, value in terms.items():
+                    key = prefix + name
+                    contrib = value.detach().double() * len(batch.ids)
+                    sums[key] = sums[key] + contrib if key in sums else contrib
             steps += 1
-            total += float(loss.detach()) * len(batch.ids)
             count += len(batch.ids)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            if steps % every == 0:
+                self._check_finite(sums, stage)
+                bar.set_postfix(loss=f"{float(sums[next(iter(sums))]) / count:.4f}")
+        self._check_finite(sums, stage)
         if lone:
             log.info("%s: %d pair(s) left alone in the last batch were not used this epoch",
-                     STAGE_TITLES[stage], lone)
+                     spec.title, lone)
         if steps == 0:
             raise TrainingError(f"{stage} stage: epoch {self.state.epoch + 1} made no optimizer"
                                 f" step (train split of {len(self.splits['train'])} pairs,"
                                 f" batch_size {sc.batch_size})")
-        return {"train_loss": total / max(count, 1), "steps": steps}
+        out: dict[str, float] = {k: float(v) / max(count, 1) for k, v in sums.items()}
+        out["steps"] = steps
+        return out
+
+    def _shard(self, records: list) -> list:
+        """This process's share of an evaluation split (every ``world``-th record)."""
+        return records[self.dist.rank::self.dist.world] if self.dist.enabled else records
 
     @torch.no_grad()
     def _validate(self, stage: str) -> dict[str, float]:
         records = self.splits["val"]
         if not records:
             return {}
+        spec = self.recipe.stage(stage)
         self.model.eval()
         self.heads.eval()
-        if stage in ("text", "image"):
-            loader = make_loader(records, self.preprocess.image_eval, batch_size=64,
-                                 num_classes=len(self.classes), with_images=stage == "image",
-                                 num_workers=self.config.train.num_workers)
-            correct = n = 0
+        if spec.validation == "accuracy":
+            loader = self._loader("val", spec, 64, train=False,
+                                  records=self._shard(records) if self.dist.enabled else None)
+            counts = torch.zeros(2, dtype=torch.float64, device=self.device)
             for batch in loader:
                 if not batch.ids:
                     continue
+                tb = self._on_device(batch, spec)
                 with self._autocast():
-                    if stage == "text":
-                        logits = self.heads["text"](self.model.encode_text(self._text_inputs(batch.texts)))
-                    else:
-                        logits = self.heads["image"](self.model.encode_image(batch.images.to(self.device)))
-                pred = logits.float().argmax(dim=1).cpu()
-                correct += int(batch.labels[torch.arange(len(pred)), pred].sum())
-                n += len(pred)
+                    logits = self.recipe.classify(stage, self.model, self.heads, tb)
+                pred = logits.float().argmax(dim=1)
+                counts[0] += tb.labels[torch.arange(len(pred), device=self.device), pred].sum()
+                counts[1] += len(pred)
+            correct, n = self.dist.sum(counts).tolist()
             return {"val_accuracy": correct / max(n, 1), "score": correct / max(n, 1)}
-        emb = embed_records(self.model, self.preprocess, records, device=self.device,
-                            bf16=self.config.train.bf16, desc="validation")
+        emb = self._embed(records, "validation")
         rep, _ = evaluate_embedded(self.model, emb, block_size=self.config.evaluate.block_size,
                                    device=self.device, ks=self.config.evaluate.ks)
         return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
                 "score": rep["avg"]}
 
-    def _run_stage(self, stage: str, optimizer: torch.optim.Optimizer | None) -> None:
-        sc = getattr(self.config.train.stages, stage)
+    def _embed(self, records: list, desc: str) -> Embedded:
+        """Embeddings of ``records``; under ``torchrun`` each process embeds its share and all
+        of them receive the whole split, in the split's order."""
+        emb = embed_records(self.model, self.preprocess, self._shard(records),
+                            device=self.device, bf16=self.bf16, desc=desc,
+                            num_workers=self.num_workers)
+        if not self.dist.enabled:
+            return emb
+        parts = {e_id: (t, i, lab) for part in self.dist.gather(emb)
+                 for e_id, t, i, lab in zip(part.ids, part.text, part.image, part.labels)}
+        ids = [r.id for r in records if r.id in parts]
+        return Embedded(ids, torch.stack([parts[i][0] for i in ids]),
+                        torch.stack([parts[i][1] for i in ids]), [parts[i][2] for i in ids])
+
+    def _run_stage(self, stage: str,
+                   optimizers: dict[str, torch.optim.Optimizer] | None) -> None:
+        spec = self.recipe.stage(stage)
+        sc = self._stage_config(stage)
         if not sc.enabled or sc.epochs == 0:
             self._log("stage_skipped", stage=stage)
             return
-        if optimizer is None:
-            optimizer = self._optimizer(stage)
+        if optimizers is None:
+            optimizers = self._optimizers(stage)
+        # one loader for the whole stage: its workers live across epochs
+        sampler = EpochSampler(len(self.splits["train"]), shuffle=True, rank=self.dist.rank,
+                               world=self.dist.world)
+        self._stage_loader = self._loader("train", spec, sc.batch_size, train=True,
+                                          sampler=sampler)
         while self.state.epoch < sc.epochs:
             t0 = time.time()
-            train = self._train_epoch(stage, optimizer)
+            train = self._train_epoch(stage, optimizers)
             val = self._validate(stage)
             self.state.epoch += 1
             score = val.pop("score", None)
@@ -341,7 +479,7 @@ class Trainer:
                 self.state.bad_epochs += 1
             self._log("epoch", stage=stage, epoch=self.state.epoch, seconds=round(time.time() - t0, 2),
                       best=improved, **train, **val)
-            log.info("%s epoch %d/%d: %s", STAGE_TITLES[stage], self.state.epoch, sc.epochs,
+            log.info("%s epoch %d/%d: %s", spec.title, self.state.epoch, sc.epochs,
                      ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in {**train, **val}.items()))
             stop = sc.patience is not None and self.state.bad_epochs >= sc.patience
@@ -352,22 +490,22 @@ class Trainer:
                          self.state.epoch, self.state.best_epoch)
             if stop or self.state.epoch >= sc.epochs:
                 break
-            self._save(optimizer)
+            self._save(optimizers)
 
     def _next_stage(self) -> None:
         """Close the current stage: keep its best weights, reset the counters, checkpoint."""
-        stage = STAGES[self.state.stage_index]
-        if self._restore(f"best-{stage}"):
+        spec = self.recipe.stages[self.state.stage_index]
+        if self._restore(f"best-{spec.name}"):
             log.info("%s: keeping the weights of epoch %s (best on validation)",
-                     STAGE_TITLES[stage], self.state.best_epoch)
-        if stage == "relation" and self.state.best_epoch is not None:
-            self._log("selected", stage="relation", best_epoch=self.state.best_epoch,
+                     spec.title, self.state.best_epoch)
+        if spec.validation == "retrieval" and self.state.best_epoch is not None:
+            self._log("selected", stage=spec.name, best_epoch=self.state.best_epoch,
                       val_avg=self.state.best_score)
         self.state.stage_index += 1
         self.state.epoch = 0
         self.state.best_score = self.state.best_epoch = None
         self.state.bad_epochs = 0
-        if self.state.stage_index >= len(STAGES):
+        if self.state.stage_index >= len(self.stage_names):
             self.state.finished_training = True
             # the weights `daer evaluate` and `daer search` use; the classifier heads are gone
             self._save_weights("final", heads=False)
@@ -405,23 +543,27 @@ class Trainer:
                 " without these pairs")
 
     def train(self, resume: bool = False) -> None:
-        """Run (or continue) the three stages; afterwards the model holds the final weights.
+        """Run (or continue) the recipe's stages; afterwards the model holds the final weights.
 
         The run directory is locked for the whole call (a second run on the same folder fails
         at once instead of mixing two runs' files), a new run refuses a folder that is not a
-        daer run, and the log is only ever appended to (a torn last line is cut off).
+        daer run, and the log is only ever appended to (a torn last line is cut off). Under
+        ``torchrun`` rank 0 alone writes; every process trains its share of each batch.
         """
-        if not resume:
+        main = self.dist.is_main
+        if not resume and main:
             rd.refuse_foreign_folder(self.run_dir)
-        with rd.RunLock(self.run_dir):
-            optimizer = None
-            if ck.remove_partial_writes(self.run_dir):
-                log.info("%s: removed files left by an interrupted write", self.run_dir)
-            torn = rd.repair_log(self.run_dir / "log.jsonl")
-            if torn:
-                log.warning("%s: removed a torn last line (%d bytes, an interrupted write)",
-                            self.run_dir / "log.jsonl", torn)
-                self._log("log_repaired", bytes_removed=torn)
+        with rd.RunLock(self.run_dir) if main else contextlib.nullcontext():
+            optimizers = None
+            if main:
+                if ck.remove_partial_writes(self.run_dir):
+                    log.info("%s: removed files left by an interrupted write", self.run_dir)
+                torn = rd.repair_log(self.run_dir / "log.jsonl")
+                if torn:
+                    log.warning("%s: removed a torn last line (%d bytes, an interrupted write)",
+                                self.run_dir / "log.jsonl", torn)
+                    self._log("log_repaired", bytes_removed=torn)
+            self.dist.barrier()
             resumable, _ = ck.resume_tag(self.run_dir)
             folders = ck.checkpoint_dirs(self.run_dir)
             if resume and resumable is None and folders:
@@ -429,22 +571,24 @@ class Trainer:
                     f"{self.run_dir}: no complete checkpoint to resume from (damaged:"
                     f" {', '.join(d.name for d in folders)}); nothing was changed")
             if resume and resumable is not None:
-                optimizer = self._resume()
+                optimizers = self._resume()
             else:
                 if folders:
                     raise CheckpointError(f"{self.run_dir} already holds a run; use --resume"
                                           " to continue it or choose another --out")
                 self._refuse_undecodable_images()
-                if resume or (self.run_dir / "log.jsonl").is_file():
+                if main and (resume or (self.run_dir / "log.jsonl").is_file()):
                     # a start that never checkpointed: begin again, keeping its log as history
                     log.warning("%s: interrupted before its first checkpoint; starting it over",
                                 self.run_dir)
                     self._log("restarted", reason="no checkpoint was written")
-                rd.mark_run_dir(self.run_dir)
+                if main:
+                    rd.mark_run_dir(self.run_dir)
                 seed_everything(self.config.seed)
-                report = self.prepare_run_dir()
+                report = self.prepare_run_dir() if main else {}
                 self._log("start", config=self.config.model_dump(mode="json"),
-                          device=str(self.device),
+                          device=str(self.device), processes=self.dist.world, bf16=self.bf16,
+                          num_workers=self.num_workers,
                           sizes={s: len(r) for s, r in self.splits.items()})
                 for problem in report.get("problems", []):  # e.g. rows skipped while loading
                     self._log("data_problem", **problem)
@@ -454,17 +598,50 @@ class Trainer:
                 self.model.to(self.device)
                 self.heads.to(self.device)
                 self._save(None)
+            self._prepare_devices()
             while not self.state.finished_training:
-                stage = STAGES[self.state.stage_index]
-                self._run_stage(stage, optimizer)
-                optimizer = None
+                stage = self.stage_names[self.state.stage_index]
+                self._run_stage(stage, optimizers)
+                optimizers = None
                 self._next_stage()
             self._restore("final")
             self.model.to(self.device)
 
+    def _prepare_devices(self) -> None:
+        """Memory layout, compilation and the multi-process wrapper, once the weights are in
+        place (a new run after ``fit``, a resumed one after loading its checkpoint)."""
+        if self.device.type == "cuda":  # convolutions run faster on NHWC tensors
+            self.model.image_encoder.to(memory_format=torch.channels_last)
+        if self.config.train.compile:
+            for part in (self.model.text_encoder, self.model.image_encoder, self.model.relation):
+                part.compile()
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            # stages train different parts of the model: unused parameters are expected
+            self._ddp = DistributedDataParallel(_RecipeModule(self.recipe, self.model, self.heads),
+                                                find_unused_parameters=True)
+
     def evaluate(self) -> dict:
+        """Test-split metrics (written by rank 0; every process returns them)."""
         from .report import write_evaluation
-        metrics = write_evaluation(self.model, self.preprocess, self.splits["test"], self.classes,
-                                   self.config, self.run_dir, device=self.device)
-        self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
-        return metrics
+        metrics = None
+        if self.dist.is_main:
+            metrics = write_evaluation(self.model, self.preprocess, self.splits["test"],
+                                       self.classes, self.config, self.run_dir,
+                                       device=self.device)
+            self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
+        return self.dist.broadcast(metrics)
+
+
+class _RecipeModule(nn.Module):
+    """The model and the recipe's extra modules as one module whose forward is a recipe step,
+    so that DistributedDataParallel sees every parameter and averages the gradients."""
+
+    def __init__(self, recipe: TrainingRecipe, model: nn.Module, extras: nn.ModuleDict):
+        super().__init__()
+        self.recipe = recipe
+        self.model = model
+        self.extras = extras
+
+    def forward(self, stage: str, step: str, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        return self.recipe.losses(stage, step, self.model, self.extras, batch)

@@ -284,20 +284,34 @@ class Word2VecLSTMEncoder(TextEncoder):
             raise NotFittedError("word2vec-lstm has no vocabulary yet: call fit(train_texts) "
                                  f"or give {CONFIG_KEY}.vectors_path")
         ids, lengths = inputs["ids"], inputs["lengths"]
-        if ids.numel() and int(ids.max()) >= self.embedding.num_embeddings:
+        # checked where it is free: reading a GPU tensor's max would stall every step
+        if ids.device.type == "cpu" and ids.numel() and int(ids.max()) >= \
+                self.embedding.num_embeddings:
             raise PipelineError(f"word2vec-lstm: token id {int(ids.max())} is outside the "
                                 f"vocabulary of {self.embedding.num_embeddings}; were these "
                                 "inputs prepared by another encoder?")
         length = ids.shape[1]
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu().clamp_min(1),
-                                      batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        if self.packs(ids):
+            packed = pack_padded_sequence(self.embed(ids), lengths.cpu().clamp_min(1),
+                                          batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            states, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
+        else:
+            # a forward-only LSTM's state at a real token never depends on the padding after
+            # it, so on a GPU the padded batch runs as is (no lengths copied to the host) and
+            # the mask below hides the padded positions
+            states, _ = self.lstm(self.embed(ids))
         mask = torch.arange(length, device=ids.device).unsqueeze(0) < lengths.to(
             ids.device).unsqueeze(1)
         if self.attention is not None:
             states = self.attention(states, mask)
         return states, mask
+
+    def packs(self, ids: torch.Tensor) -> bool:
+        """Whether the LSTM runs on a packed sequence. Packing skips the padding but needs
+        the lengths on the host: on CPU that is free; on a GPU it would stall every step, and
+        a forward-only LSTM does not need it."""
+        return self.params.bidirectional or ids.device.type == "cpu"
 
     def pool(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One vector per text from the states of its real tokens."""

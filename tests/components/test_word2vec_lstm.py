@@ -86,6 +86,20 @@ def test_forward_shapes_and_padding_invariance():
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
+def test_the_padded_path_a_gpu_takes_gives_the_packed_result(pooling, monkeypatch):
+    """On a GPU a forward-only LSTM runs unpacked (no lengths copied to the host); the
+    embeddings must be those of the packed path."""
+    enc = encoder(attention=lambda d: DualRegionAttention(DualRegionParams(hidden=[8, 8]), d),
+                  pooling=pooling)
+    enc.fit(TEXTS)
+    enc.eval()
+    batch = enc.prepare(["red circle", TEXTS[0], "a blue star"])
+    packed = enc(batch)
+    monkeypatch.setattr(type(enc), "packs", lambda self, ids: False)
+    assert torch.allclose(enc(batch), packed, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "last"])
 def test_pooling_choices_run(pooling):
     enc = encoder(pooling=pooling)
     enc.fit(TEXTS)

@@ -53,10 +53,10 @@ def pretrained_run(tmp_path, tiny_config, monkeypatch):
     snapshots, optimizers = [], []
     train_epoch = Trainer._train_epoch
 
-    def recording(self, stage, optimizer):
-        out = train_epoch(self, stage, optimizer)
+    def recording(self, stage, stage_optimizers):
+        out = train_epoch(self, stage, stage_optimizers)
         snapshots.append({k: v.clone() for k, v in self.model.image_encoder.state_dict().items()})
-        optimizers.append(optimizer)
+        optimizers.append(stage_optimizers["main"])
         return out
 
     monkeypatch.setattr(Trainer, "_train_epoch", recording)

@@ -14,7 +14,7 @@ from daer_core.config import load_run_config
 from daer_core.errors import CheckpointError, ConfigError, TrainingError
 from daer_core.training import checkpoint as ck
 from daer_core.training.api import resume_run, train_and_evaluate
-from daer_core.training.batches import shared_label_target
+from plugins.recipes.daer_three_stage import shared_label_target
 from daer_core.training.trainer import Trainer
 
 
@@ -74,11 +74,19 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error_and_exit_1(tmp_path, tiny_co
     assert "CheckpointError" in err and "Traceback" not in err
 
 
-def test_a_non_finite_loss_stops_with_a_training_error(tmp_path, tiny_config, monkeypatch):
-    monkeypatch.setattr(Trainer, "_classification_loss",
-                        lambda self, logits, labels: logits.sum() * float("nan"))
+@pytest.mark.parametrize("every", [1, 2, 50])
+def test_a_non_finite_loss_stops_with_a_training_error(tmp_path, tiny_config, monkeypatch,
+                                                       every):
+    """The loss is read back from the device only every `finite_check_every` steps, but a
+    non-finite one still stops the run, within that many steps (and by the epoch's end)."""
+    import plugins.recipes.daer_three_stage as recipe
+    steps = []
+    monkeypatch.setattr(recipe, "classification_loss",
+                        lambda logits, labels, multi: steps.append(1) or logits.sum() * float("nan"))
     with pytest.raises(TrainingError, match="non-finite loss.*lr"):
-        train_and_evaluate(load_run_config(tiny_config()), tmp_path / "run")
+        train_and_evaluate(load_run_config(tiny_config(train__finite_check_every=every)),
+                           tmp_path / "run")
+    assert len(steps) == min(every, 4)  # 32 training pairs in batches of 8: 4 steps an epoch
 
 
 def test_bad_training_values_are_config_errors(tmp_path, tiny_config):

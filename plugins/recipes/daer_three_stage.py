@@ -1,0 +1,99 @@
+"""``daer-three-stage`` — Algorithm 1 of the DAER paper as a training recipe.
+
+1. ``text``: the text encoder plus a linear classifier over the dataset's classes (cross
+   entropy; binary cross entropy for multi-label data).
+2. ``image``: the image encoder plus its own linear classifier, the same way.
+3. ``relation``: every text of a batch paired with every image (B x B pairs), fused,
+   enhanced and scored by the relation head; the pipeline's loss (Frobenius, Eq. 11) compares
+   the score matrix with ``T[q, p] = 1`` when text q and image p share a label. Both encoders
+   are fine-tuned with the relation head.
+
+The two classifiers are the recipe's extra modules: they exist only during training ("the
+classification layer was removed", §4.4) and are not part of the final weights.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
+from registry import Params
+
+
+class DAERThreeStageParams(Params):
+    """Algorithm 1 has no params of its own: every stage is configured under
+    ``train.stages.<text|image|relation>``."""
+
+
+def shared_label_target(text_labels: torch.Tensor, image_labels: torch.Tensor) -> torch.Tensor:
+    """The Frobenius target T: ``T[q, p] = 1`` when text q and image p share a label
+    (both ``(N, C)`` multi-hot)."""
+    return (text_labels @ image_labels.T > 0).to(text_labels.dtype)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool
+                        ) -> torch.Tensor:
+    """Cross entropy against the (single) label, or binary cross entropy for multi-label."""
+    if multi_label:
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
+    return nn.functional.cross_entropy(logits.float(), labels.argmax(dim=1))
+
+
+class DAERThreeStage(TrainingRecipe):
+    """Algorithm 1: text classification, image classification, relation training."""
+
+    stages = (
+        StageSpec("text", "stage 1/3 text classification", images=False,
+                  validation="accuracy"),
+        StageSpec("image", "stage 2/3 image classification", texts=False,
+                  validation="accuracy", min_batch=2),
+        StageSpec("relation", "stage 3/3 relation training", validation="retrieval",
+                  min_batch=2),
+    )
+
+    def __init__(self, params: DAERThreeStageParams | None = None):
+        self.params = params or DAERThreeStageParams()
+        self.multi_label = False
+
+    def setup(self, model: nn.Module, num_classes: int, multi_label: bool
+              ) -> dict[str, nn.Module]:
+        self.multi_label = multi_label
+        return {"text": nn.Linear(model.text_encoder.out_dim, num_classes),
+                "image": nn.Linear(model.image_encoder.out_dim, num_classes)}
+
+    def trainable(self, stage: str, step: str, model: nn.Module,
+                  extras: nn.ModuleDict) -> list[nn.Module]:
+        if stage == "text":
+            return [model.text_encoder, extras["text"]]
+        if stage == "image":
+            return [model.image_encoder, extras["image"]]
+        return [model]
+
+    def classify(self, stage: str, model: nn.Module, extras: nn.ModuleDict,
+                 batch: TrainBatch) -> torch.Tensor:
+        if stage == "text":
+            return extras["text"](model.encode_text(batch.text))
+        return extras["image"](model.encode_image(batch.images))
+
+    def losses(self, stage: str, step: str, model: nn.Module, extras: nn.ModuleDict,
+               batch: TrainBatch) -> dict[str, torch.Tensor]:
+        if stage in ("text", "image"):
+            loss = classification_loss(self.classify(stage, model, extras, batch),
+                                       batch.labels, self.multi_label)
+            return {"loss": loss}
+        t = model.encode_text(batch.text)
+        i = model.encode_image(batch.images)
+        scores = model.pair_scores(t, i).float()
+        return {"loss": model.loss(scores, shared_label_target(batch.labels, batch.labels))}
+
+
+def make_daer_three_stage(params: DAERThreeStageParams) -> DAERThreeStage:
+    return DAERThreeStage(params)
+
+
+def register(registry) -> None:
+    registry.add("recipe", "daer-three-stage", factory=make_daer_three_stage,
+                 params=DAERThreeStageParams,
+                 summary="Algorithm 1 of the DAER paper: text classification, image "
+                         "classification, then relation training on all pairs of each batch "
+                         "with both encoders fine-tuned.")
