@@ -2,7 +2,7 @@
 
 The layout is a ``dataset`` component name (``daer plugins list --kind dataset``); PATH becomes
 its ``root`` param and ``--set key=value`` sets any other param. Factories that accept
-``check=True`` collect problems instead of raising and run deeper checks (image headers); for
+``check=True`` collect problems instead of raising and run deeper checks (every image decoded); for
 other datasets a :class:`~daer_core.errors.DataError` raised while building is reported as one
 problem. Exit codes: 0 usable as is, 1 problems found, 2 usage errors (unknown layout or param).
 """

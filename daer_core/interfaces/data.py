@@ -4,7 +4,7 @@ A dataset component's factory returns either a :class:`PairDataset` (raw images 
 used by the trainer and by feature extractors) or a :class:`FeatureDataset` (fixed vectors,
 used by baselines). A factory that reads files may accept the keyword ``check=True``: it
 then collects problems in its report instead of raising :class:`~daer_core.errors.DataError`
-and may run deeper checks (image headers) — ``daer data check`` passes it when accepted. Loading problems are never silent: they are collected in a
+and may run deeper checks (decoding every image) — ``daer data check`` passes it when accepted. Loading problems are never silent: they are collected in a
 :class:`DataReport` that ``daer data check`` prints and the trainer writes to the run log.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ found); :func:`finish` applies the ``missing`` policy uniformly:
   warning in the log.
 
 Factories accept ``check=True`` (used by ``daer data check``): problems are then collected and
-never raised, and the layouts run slower checks (image headers) too.
+never raised, and the layouts run slower checks too (every image is decoded completely).
 """
 from __future__ import annotations
 

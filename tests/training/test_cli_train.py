@@ -141,11 +141,11 @@ def test_interrupted_training_says_how_to_resume_and_resumes(tmp_path, capsys, m
     real = Trainer._train_epoch
     calls = {"n": 0}
 
-    def interrupted(self, stage, optimizer):
+    def interrupted(self, stage, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, stage, optimizer)
+        return real(self, stage, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     run = tmp_path / "run"
