@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,pretrained]'
+	$(BIN)/python -m pip install -e '.[dev,pretrained,search]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,87 @@
+"""`daer index`, `daer search --index` and `daer serve` argument handling, run in-process."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from daer_core.cli import main as cli_main
+
+from conftest import GALLERY, GALLERY_SET
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = cli_main.main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return int(code), out.out, out.err
+
+
+def test_index_then_search_with_the_index(search_run, tmp_path, capsys):
+    out = tmp_path / "idx"
+    args = ["index", str(search_run), "--gallery", GALLERY, "--out", str(out), "--shard-size",
+            "32", "--device", "cpu"]
+    for kv in GALLERY_SET:
+        args += ["--gallery-set", kv]
+    code, stdout, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["schema"] == "daer.index-report/1"
+    assert report["added"] == {"text": 80, "image": 80} and report["totals"]["image"] == 80
+    assert report["ann"] == {"text": "flat", "image": "flat"}
+
+    code, stdout, err = run_cli(capsys, "search", str(search_run), "--index", str(out),
+                                "--text", "a small red circle", "--k", "4", "--candidates",
+                                "20", "--json", "--device", "cpu")
+    assert code == 0, err
+    data = json.loads(stdout)
+    assert data["results_kind"] == "image" and data["candidates"] == 20
+    assert [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
+
+    code, exhaustive, err = run_cli(capsys, "search", str(search_run), "--index", str(out),
+                                    "--text", "a small red circle", "--k", "4", "--exhaustive",
+                                    "--json", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(exhaustive)["exhaustive"] is True
+
+    code, stdout, _ = run_cli(capsys, *args)  # same gallery again: nothing to add
+    assert code == 0 and "already indexed" in stdout
+
+
+def test_usage_errors_exit_2(search_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "search", str(search_run), "--text", "red", "--candidates",
+                           "5")
+    assert code == 2 and "need --index" in err
+    code, _, err = run_cli(capsys, "index", str(search_run), "--gallery", "nowhere/at/all",
+                           "--out", str(tmp_path / "x"))
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = run_cli(capsys, "index", str(search_run), "--gallery", "test", "--out",
+                           str(tmp_path / "x"), "--shard-size", "0")
+    assert code == 2 and "--shard-size" in err
+    code, _, err = run_cli(capsys, "serve", str(search_run), "--port", "70000")
+    assert code == 2 and "--port" in err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("someone's file")
+    code, _, err = run_cli(capsys, "index", str(search_run), "--gallery", "test", "--out",
+                           str(tmp_path / "full"), "--device", "cpu")
+    assert code == 2 and "not empty" in err
+
+
+def test_search_with_a_missing_index_is_a_clear_error(search_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "search", str(search_run), "--index", str(tmp_path),
+                           "--text", "red", "--device", "cpu")
+    assert code == 1 and "not a gallery index" in err
+
+
+@pytest.mark.parametrize("command", ["index", "serve"])
+def test_help_lists_the_options(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--index" in text if command == "serve" else "--gallery" in text
+    if command == "serve":
+        assert "127.0.0.1" in text
