@@ -5,7 +5,7 @@ import pytest
 
 import registry
 from daer_core.interfaces.methods import CrossModalMethod
-from plugins.baselines import CCA, JRL, KCCA, MvDAVC
+from plugins.baselines import CCA, JRL, KCCA, SCM, SM, MvDAVC
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,8 @@ def reg():
     ("kcca", KCCA, {"rank": 50, "kernel": "linear", "seed": 4}),
     ("mvda-vc", MvDAVC, {"view_consistency": 0.5}),
     ("jrl", JRL, {"sparsity": 0.2, "n_neighbors": 0}),
+    ("sm", SM, {"distance": "kl", "C": 5.0}),
+    ("scm", SCM, {"distance": "l2", "n_components": 4, "cca_reg": 0.1}),
 ])
 def test_factory_builds_method_from_params(reg, name, cls, params):
     method = reg.create("method", name, params)
