@@ -2,6 +2,12 @@
 (text x image pairs per second through fusion, enhancement and the relation head).
 
     python benchmarks/throughput.py [--preset daer] [--size 64] [--batches 5] [--pairs 1024]
+    python benchmarks/throughput.py --scoring-only [--pairs 1536] [--bf16-scoring auto|on|off]
+
+Scoring is compared with the matrix-product peak measured in the same run: a float32 and a
+bfloat16 product of the relation head's largest hidden layer (for the paper, rows x 1024 @
+1024 x 512), converted to pairs/s at the head's FLOPs per pair. A scoring path can at best
+approach the peak of the precision it computes in.
 
 Numbers are measured on whatever device `train.device: auto` picks (CUDA when present). They
 are wall-clock figures on a possibly shared machine: compare ratios, not absolutes.
@@ -21,6 +27,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--pairs", type=int, default=1024, help="gallery side for scoring (pairs = side^2)")
+    ap.add_argument("--scoring-only", action="store_true", help="skip the training stages")
+    ap.add_argument("--bf16-scoring", choices=["auto", "on", "off"], default="auto",
+                    help="time bf16 scoring: auto = only where bf16 is native (emulated bf16 "
+                         "is ~50x slower than float32 and would take minutes)")
     args = ap.parse_args()
 
     from daer_core.pipeline import load_model_and_preprocess
@@ -31,6 +41,9 @@ def main() -> None:
         args.preset, overrides=[f"pipeline.image.encoder.params.size={args.size}"])
     device = pick_device("auto")
     model.to(device)
+    if args.scoring_only:
+        scoring_report(model, cfg, device, args)
+        return
     words = "a small red circle left of a big blue square above the green triangle".split()
     rng = torch.Generator().manual_seed(0)
     texts = [" ".join(words[int(i)] for i in torch.randint(len(words), (12,), generator=rng))
@@ -79,16 +92,115 @@ def main() -> None:
     print(f"stage 3 relation training   : {r3:10.1f} training pairs/s "
           f"= {r3 * args.batch:.0f} scored text-image combinations/s "
           f"(each step scores all {args.batch}x{args.batch})")
-    model.eval()
-    t = torch.randn(args.pairs, model.text_encoder.out_dim, device=device)
-    i = torch.randn(args.pairs, model.image_encoder.out_dim, device=device)
-    model.score_matrix(t[:64], i[:64])
-    t0 = time.perf_counter()
-    model.score_matrix(t, i, block_size=cfg.evaluate.block_size)
-    dt = time.perf_counter() - t0
-    print(f"test scoring                : {args.pairs ** 2 / dt:10.0f} pairs/s "
-          f"({args.pairs}x{args.pairs} in {dt:.2f}s, block {cfg.evaluate.block_size})")
     print(f"ratio stage2/stage1 throughput: {r2 / r1:.3f}")
+    scoring_report(model, cfg, device, args)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_peak(rows: int, k: int, n: int, dtype: torch.dtype, device: torch.device,
+              budget_s: float = 2.0) -> float:
+    """FLOP/s of a ``(rows, k) @ (k, n)`` product in ``dtype``: the best of a few timed runs,
+    with rows cut down first where the product is slow (emulated bf16) to fit ``budget_s``."""
+    a = torch.randn(rows, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+    probe = a[:64] @ b  # warm-up and speed probe
+    _sync(device)
+    t0 = time.perf_counter()
+    probe = a[:64] @ b
+    _sync(device)
+    per_row = (time.perf_counter() - t0) / 64
+    rows = max(64, min(rows, int(budget_s / 4 / max(per_row, 1e-12))))
+    a = a[:rows]
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * rows * k * n / best
+
+
+def scoring_report(model, cfg, device: torch.device, args) -> None:
+    """Test-time scoring (``score_matrix``) in float32, in bf16 where it is timed, and the
+    module-chain path that the grid path replaced, against the GEMM peaks of this run."""
+    from torch import nn
+
+    from daer_core.evaluation.retrieval import bf16_scoring_native
+    model.eval()
+    block = cfg.evaluate.block_size
+    side = args.pairs
+    t = torch.randn(side, model.text_encoder.out_dim, device=device)
+    i = torch.randn(side, model.image_encoder.out_dim, device=device)
+    linears = [m for m in model.relation.modules() if isinstance(m, nn.Linear)]
+    if len(linears) < 2 or model._split_first_layer(t[:1], i[:1]) is None:
+        model.score_matrix(t[:64], i[:64])
+        t0 = time.perf_counter()
+        model.score_matrix(t, i, block_size=block)
+        _sync(device)
+        print(f"test scoring                : {side * side / (time.perf_counter() - t0):10.0f} "
+              f"pairs/s (no split first layer and hidden layers: no GEMM peak to compare)")
+        return
+    hidden = linears[1:]
+    flop_pair = sum(2 * m.in_features * m.out_features for m in hidden)
+    biggest = max(hidden, key=lambda m: m.in_features * m.out_features)
+    rows = min(block * block, 65536)
+    peaks: dict[torch.dtype, float] = {}
+
+    def measure_peaks() -> None:  # before and after the scoring runs; the best counts
+        for dt in (torch.float32, torch.bfloat16):
+            peaks[dt] = max(peaks.get(dt, 0.0), gemm_peak(
+                rows, biggest.in_features, biggest.out_features, dt, device))
+
+    measure_peaks()
+    native = bf16_scoring_native(device)
+    print(f"scoring: {side}x{side} pairs, block {block}, {flop_pair / 1e6:.2f} MFLOP/pair "
+          f"after the split first layer; bf16 native on {device}: {native} "
+          f"(evaluate.bf16: auto -> {'bf16' if native else 'float32'})")
+
+    def timed(**kw) -> float:
+        model.score_matrix(t[:64], i[:64], **kw)
+        _sync(device)
+        t0 = time.perf_counter()
+        model.score_matrix(t, i, block_size=block, **kw)
+        _sync(device)
+        return side * side / (time.perf_counter() - t0)
+
+    def chain(**kw) -> float:  # the path before the grid: the module chain on each block
+        model.relation.after_first_layer_grid = None
+        try:
+            return timed(**kw)
+        finally:
+            del model.relation.after_first_layer_grid
+
+    paths = {"float32": lambda: timed(bf16=False)}
+    if getattr(model.relation, "after_first_layer_grid", None) is not None:
+        paths["float32, module chain (before)"] = lambda: chain(bf16=False)
+    if args.bf16_scoring == "on" or (args.bf16_scoring == "auto" and native):
+        paths["bf16"] = lambda: timed(bf16=True)
+    rates: dict[str, float] = {}
+    for _ in range(2):  # alternate the paths twice; the best of each counts (shared machine)
+        for name, run in paths.items():
+            rates[name] = max(rates.get(name, 0.0), run())
+    measure_peaks()
+    for dt, peak in peaks.items():
+        print(f"  GEMM peak {str(dt).removeprefix('torch.'):8s}: {peak / 1e9:8.1f} GFLOP/s "
+              f"= {peak / flop_pair:10.0f} pairs/s")
+    for name, rate in rates.items():
+        own = peaks[torch.bfloat16 if name == "bf16" else torch.float32]
+        print(f"  scoring {name:30s}: {rate:10.0f} pairs/s = {rate * flop_pair / own:5.2f} of "
+              f"its precision's GEMM peak, {rate * flop_pair / peaks[torch.bfloat16]:7.2f} of "
+              f"the bf16 GEMM peak")
+    if "bf16" not in rates:
+        print("  scoring bf16: not timed (bf16 is emulated here; --bf16-scoring on to force)")
+    chosen = rates["bf16"] if native and "bf16" in rates else rates["float32"]
+    print(f"test scoring                : {chosen:10.0f} pairs/s with evaluate.bf16: auto, "
+          f"{chosen * flop_pair / peaks[torch.bfloat16]:.2f} x the bf16 GEMM peak of this run")
 
 
 if __name__ == "__main__":

@@ -86,26 +86,43 @@ class RetrievalModel(nn.Module):
 
     @torch.no_grad()
     def score_matrix(self, text: torch.Tensor, image: torch.Tensor,
-                     block_size: int = 256) -> torch.Tensor:
+                     block_size: int = 256, bf16: bool = False) -> torch.Tensor:
         """All ``Q x P`` scores computed in ``block_size x block_size`` blocks.
 
         Only one block of fused pairs exists at a time, so a 4000 x 4000 gallery never
         materialises a 4000 x 4000 x 600 tensor. Returns a CPU float32 matrix.
+
+        With the split first layer (:meth:`_split_first_layer`) and a head in eval mode that
+        has ``after_first_layer_grid`` (the ``mlp`` head), each block's pair sums go straight
+        into a reused buffer and the hidden layers run as in-place matrix products.
+        ``bf16=True`` runs those pair sums and hidden layers in bfloat16 (the per-item
+        projections and the output layer stay float32): rankings equal float32's up to
+        near-ties, and it is fast only where bf16 is native (see ``evaluate.bf16``). Other
+        pipelines score in float32 whatever ``bf16`` says.
         """
         q, p = text.shape[0], image.shape[0]
-        out = torch.empty(q, p, dtype=torch.float32)
+        out = torch.empty(q, p, dtype=torch.float32, device=text.device)
         split = self._split_first_layer(text, image)
+        grid = None
+        if split is not None and not self.relation.training:
+            grid = getattr(self.relation, "after_first_layer_grid", None)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        workspace: dict = {}
         for a in range(0, q, block_size):
             for b in range(0, p, block_size):
                 if split is None:
                     block = self.pair_scores(text[a:a + block_size], image[b:b + block_size])
                 else:
                     t_part, i_part = split[0][a:a + block_size], split[1][b:b + block_size]
-                    hidden = t_part.unsqueeze(1) + i_part.unsqueeze(0)      # (bq, bp, H)
-                    block = self.relation.after_first_layer(
-                        hidden.reshape(-1, hidden.shape[-1])).reshape(len(t_part), len(i_part))
-                out[a:a + block_size, b:b + block_size] = block.float().cpu()
-        return out
+                    if grid is not None:
+                        block = grid(t_part, i_part, dtype=dtype, workspace=workspace)
+                    else:
+                        hidden = t_part.unsqueeze(1) + i_part.unsqueeze(0)  # (bq, bp, H)
+                        block = self.relation.after_first_layer(
+                            hidden.reshape(-1, hidden.shape[-1])).reshape(len(t_part),
+                                                                          len(i_part))
+                out[a:a + block_size, b:b + block_size] = block
+        return out.cpu()
 
     def _split_first_layer(self, text: torch.Tensor, image: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -138,6 +138,10 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     block_size: int = Field(256, ge=1, description="texts x images scored per block")
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="score text x image pairs with bfloat16 matrix products (rankings "
+                            "as float32 up to near-ties); auto = on where bf16 is native: CUDA "
+                            "with bf16, a CPU with AMX or AVX512-BF16; false = float32")
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50],
                           description="cut-offs for mAP@k and precision@k (each >= 1)")
 

@@ -60,25 +60,53 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
     return Embedded(ids, torch.cat(texts).cpu(), torch.cat(images).cpu(), labels)
 
 
+def bf16_scoring_native(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: CUDA with bf16 (Ampere and
+    newer), or an x86 CPU with AMX-BF16 or AVX512-BF16. Elsewhere (AVX2 CPUs such as the
+    2-core development machine, ARM) torch emulates bf16 products, far slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        caps = torch.cpu.get_capabilities()
+        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    return False
+
+
+def resolve_scoring_bf16(setting: bool | str, device: torch.device | str) -> bool:
+    """``evaluate.bf16`` (``auto``, true or false) for ``device``."""
+    if setting == "auto":
+        return bf16_scoring_native(device)
+    if not isinstance(setting, bool):
+        raise ValueError(f"evaluate.bf16 must be auto, true or false, got {setting!r}")
+    if setting and not bf16_scoring_native(device):
+        log.warning("evaluate.bf16: true on %s, which has no native bf16 matrix products "
+                    "(needs CUDA with bf16, or a CPU with AMX/AVX512-BF16): scoring will be "
+                    "much slower than float32; set evaluate.bf16: auto", torch.device(device))
+    return setting
+
+
 @torch.no_grad()
 def score_embedded(model, emb: Embedded, *, block_size: int = 256,
-                   device: torch.device | str = "cpu") -> np.ndarray:
+                   device: torch.device | str = "cpu", bf16: bool | str = False) -> np.ndarray:
     """``(texts, images)`` ranking scores from the relation head, computed blockwise.
 
     These are the head's scores before its final sigmoid (same order, no float32
     saturation into ties); see :attr:`~daer_core.interfaces.relation.RelationHead.emit_logits`.
+    ``bf16`` is ``evaluate.bf16`` (see :func:`resolve_scoring_bf16`).
     """
     device = torch.device(device)
     model.eval()
     with emitting_logits(model.relation):
         return model.score_matrix(emb.text.to(device), emb.image.to(device),
-                                  block_size=block_size).numpy()
+                                  block_size=block_size,
+                                  bf16=resolve_scoring_bf16(bf16, device)).numpy()
 
 
 def evaluate_embedded(model, emb: Embedded, *, block_size: int = 256,
-                      device: torch.device | str = "cpu", ks: Sequence[int] = (1, 5, 10, 50)
-                      ) -> tuple[dict, np.ndarray]:
-    scores = score_embedded(model, emb, block_size=block_size, device=device)
+                      device: torch.device | str = "cpu", ks: Sequence[int] = (1, 5, 10, 50),
+                      bf16: bool | str = False) -> tuple[dict, np.ndarray]:
+    scores = score_embedded(model, emb, block_size=block_size, device=device, bf16=bf16)
     return retrieval_report(scores, emb.labels, emb.labels, ks=ks), scores
 
 

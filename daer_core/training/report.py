@@ -29,7 +29,8 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
                         bf16=resolve_bf16(config.train.bf16, torch.device(device)),
                         desc=f"embedding {split}")
     rep, scores = evaluate_embedded(model, emb, block_size=config.evaluate.block_size,
-                                    device=device, ks=config.evaluate.ks)
+                                    device=device, ks=config.evaluate.ks,
+                                    bf16=config.evaluate.bf16)
     rep = {**rep, "split": split, "pairs": len(emb.ids),
            "skipped": len(records) - len(emb.ids),
            "dataset": config.dataset.name if config.dataset else None,

@@ -431,7 +431,8 @@ class Trainer:
             return {"val_accuracy": correct / max(n, 1), "score": correct / max(n, 1)}
         emb = self._embed(records, "validation")
         rep, _ = evaluate_embedded(self.model, emb, block_size=self.config.evaluate.block_size,
-                                   device=self.device, ks=self.config.evaluate.ks)
+                                   device=self.device, ks=self.config.evaluate.ks,
+                                   bf16=self.config.evaluate.bf16)
         return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
                 "score": rep["avg"]}
 
