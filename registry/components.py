@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -212,12 +213,21 @@ class PluginScope:
     overrides: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, kind: str, name: str, *, factory: Callable[..., Any],
-            params: type[BaseModel] = NoParams, summary: str = "",
+            params: type[BaseModel] = NoParams, summary: str | None = None,
             override: bool = False) -> None:
+        """Register ``factory`` as the ``kind`` component ``name``.
+
+        ``summary`` (the one line ``daer plugins list`` shows) defaults to the first paragraph
+        of the factory's docstring, so the text documents the code where it is written.
+        """
         if not (isinstance(params, type) and issubclass(params, BaseModel)):
             raise TypeError(f"plugin {self.plugin}: params for {kind} {name!r} must be a"
                             f" pydantic model class, got {params!r}")
-        self.registry.add(ComponentSpec(kind, name, factory, params, summary.strip(),
+        if summary is None:
+            # the factory's own docstring: a class without one must not show its interface's
+            summary = inspect.cleandoc(getattr(factory, "__doc__", None) or "").split("\n\n")[0]
+        summary = " ".join(summary.split())
+        self.registry.add(ComponentSpec(kind, name, factory, params, summary,
                                         self.plugin, self.distribution, self.version),
                           override=override)
         self.added.append(f"{kind}:{name}")

@@ -22,20 +22,9 @@ __all__ = ["CCA", "KCCA", "MvDAVC", "JRL", "SM", "SCM", "CCAParams", "KCCAParams
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("method", "cca", factory=CCA, params=CCAParams,
-                 summary="Regularised linear CCA; correlation matching (Rasiwasia et al. 2010).")
-    registry.add("method", "kcca", factory=KCCA, params=KCCAParams,
-                 summary="Kernel CCA (Gaussian or linear) with a Nyström low-rank"
-                         " approximation, memory independent of the training-set size.")
-    registry.add("method", "mvda-vc", factory=MvDAVC, params=MvDAVCParams,
-                 summary="Multi-view discriminant analysis with view consistency"
-                         " (Kan et al., TPAMI 2016).")
-    registry.add("method", "jrl", factory=JRL, params=JRLParams,
-                 summary="Joint representation learning with l2,1 sparsity and a"
-                         " semi-supervised joint graph (Zhai et al., TCSVT 2014).")
-    registry.add("method", "sm", factory=SM, params=SMParams,
-                 summary="Semantic matching: logistic regression per modality into class"
-                         " probabilities, ranked by a named distance (Rasiwasia et al. 2010).")
-    registry.add("method", "scm", factory=SCM, params=SCMParams,
-                 summary="Semantic correlation matching: CCA, then logistic regression into"
-                         " class probabilities (Rasiwasia et al. 2010).")
+    registry.add("method", "cca", factory=CCA, params=CCAParams)
+    registry.add("method", "kcca", factory=KCCA, params=KCCAParams)
+    registry.add("method", "mvda-vc", factory=MvDAVC, params=MvDAVCParams)
+    registry.add("method", "jrl", factory=JRL, params=JRLParams)
+    registry.add("method", "sm", factory=SM, params=SMParams)
+    registry.add("method", "scm", factory=SCM, params=SCMParams)

@@ -32,7 +32,10 @@ class CCAParams(Params):
 
 
 class CCA(Configured, CentredLinearProjections, CrossModalMethod):
-    """Linear CCA; ``correlations_`` holds the canonical correlations on the training pairs."""
+    """Regularised linear CCA; correlation matching (Rasiwasia et al. 2010).
+
+    Linear CCA; ``correlations_`` holds the canonical correlations on the training pairs.
+    """
 
     params_model = CCAParams
 

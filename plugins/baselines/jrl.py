@@ -76,7 +76,11 @@ def _knn_graph(feats: np.ndarray, k: int) -> sp.csr_matrix:
 
 
 class JRL(Configured, CrossModalMethod):
-    """Label-space projections for image and text learned jointly (see module docstring)."""
+    """Joint representation learning with l2,1 sparsity and a semi-supervised joint graph (Zhai et
+    al., TCSVT 2014).
+
+    Label-space projections for image and text learned jointly (see module docstring).
+    """
 
     params_model = JRLParams
 

@@ -82,7 +82,10 @@ class _NystromMap:
 
 
 class KCCA(Configured, CrossModalMethod):
-    """Gaussian- (or linear-) kernel CCA through Nyström features.
+    """Kernel CCA (Gaussian or linear) with a Nyström low-rank approximation, memory
+    independent of the training-set size.
+
+    Gaussian- (or linear-) kernel CCA through Nyström features.
 
     Learned: ``landmark_index_``, ``image_sigma_``, ``text_sigma_``, ``correlations_`` and the
     feature-space means and weights.

@@ -91,7 +91,10 @@ def consistency_matrix(views: list[np.ndarray], reg: float) -> np.ndarray:
 
 
 class MvDAVC(Configured, CentredLinearProjections, CrossModalMethod):
-    """Supervised two-view MvDA-VC; needs a label for every training pair."""
+    """Multi-view discriminant analysis with view consistency (Kan et al., TPAMI 2016).
+
+    Supervised two-view MvDA-VC; needs a label for every training pair.
+    """
 
     params_model = MvDAVCParams
 

@@ -262,7 +262,10 @@ class _SemanticMatching(Configured, CrossModalMethod):
 
 
 class SM(_SemanticMatching):
-    """Semantic matching: logistic regression per modality on the original features.
+    """Semantic matching: logistic regression per modality into class probabilities, ranked by a
+    named distance (Rasiwasia et al. 2010).
+
+    Semantic matching: logistic regression per modality on the original features.
 
     Learned: ``image_classifier_``, ``text_classifier_`` (``coef_``, ``intercept_``),
     ``n_classes_``.
@@ -278,7 +281,10 @@ class SM(_SemanticMatching):
 
 
 class SCM(_SemanticMatching):
-    """Semantic correlation matching: CCA, then logistic regression on the canonical variates.
+    """Semantic correlation matching: CCA, then logistic regression into class probabilities
+    (Rasiwasia et al. 2010).
+
+    Semantic correlation matching: CCA, then logistic regression on the canonical variates.
 
     Learned: ``cca_`` (a fitted :class:`~plugins.baselines.cca.CCA`) and the classifiers.
     """

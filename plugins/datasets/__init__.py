@@ -18,18 +18,8 @@ from .xmedianet import XMediaNetParams, make_xmedianet
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("dataset", "wikipedia", factory=make_wikipedia, params=WikipediaParams,
-                 summary="Wikipedia cross-modal set (2866 pairs, 10 classes): standard "
-                         "train/test lists, texts as XML, images per category folder.")
-    registry.add("dataset", "pascal-sentence", factory=make_pascal, params=PascalParams,
-                 summary="Pascal Sentence (1000 pairs, 20 classes, 5 sentences per image), "
-                         "seeded per-class 800/100/100 split.")
-    registry.add("dataset", "xmedianet", factory=make_xmedianet, params=XMediaNetParams,
-                 summary="XMediaNet image and text parts (200 classes) from per-split list "
-                         "files of paths and labels.")
-    registry.add("dataset", "manifest", factory=make_manifest, params=ManifestParams,
-                 summary="Your own pairs from a JSONL or CSV manifest (image, text, labels, "
-                         "split); multi-label.")
-    registry.add("dataset", "features", factory=make_features, params=FeaturesParams,
-                 summary="Pre-extracted features (.mat/.npz/.npy): Wikipedia raw_features.mat "
-                         "or train_img/train_txt/train_lab arrays.")
+    registry.add("dataset", "wikipedia", factory=make_wikipedia, params=WikipediaParams)
+    registry.add("dataset", "pascal-sentence", factory=make_pascal, params=PascalParams)
+    registry.add("dataset", "xmedianet", factory=make_xmedianet, params=XMediaNetParams)
+    registry.add("dataset", "manifest", factory=make_manifest, params=ManifestParams)
+    registry.add("dataset", "features", factory=make_features, params=FeaturesParams)

@@ -333,4 +333,7 @@ def _carve(fs: FeatureSplit, fraction: float, seed: int) -> tuple[FeatureSplit, 
 
 
 def make_features(params: FeaturesParams, check: bool = False) -> LoadedFeatures:
+    """Pre-extracted features (.mat/.npz/.npy): Wikipedia raw_features.mat or
+    train_img/train_txt/train_lab arrays.
+    """
     return load_features(params, check=check)

@@ -279,4 +279,5 @@ def _text(row, resolver: PathResolver, rid: str, where: str, problems: ProblemLo
 
 
 def make_manifest(params: ManifestParams, check: bool = False):
+    """Your own pairs from a JSONL or CSV manifest (image, text, labels, split); multi-label."""
     return load_manifest(params, check=check)

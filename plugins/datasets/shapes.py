@@ -329,12 +329,14 @@ class ShapesDataset(PairDataset):
 
 
 def make_shapes(params: ShapesParams, check: bool = False) -> ShapesDataset:
-    """``check`` changes nothing: generated pairs have no files that could be broken."""
+    """Synthetic shape/colour scenes with word-order-sensitive captions (deterministic from a seed;
+    no files needed).
+
+    ``check`` changes nothing: generated pairs have no files that could be broken.
+    """
     return ShapesDataset(params)
 
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("dataset", "shapes", factory=make_shapes, params=ShapesParams,
-                 summary="Synthetic shape/colour scenes with word-order-sensitive captions "
-                         "(deterministic from a seed; no files needed).")
+    registry.add("dataset", "shapes", factory=make_shapes, params=ShapesParams)

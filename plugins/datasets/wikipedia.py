@@ -236,5 +236,8 @@ def _count_strict_xml_failures(texts: FolderIndex) -> int:
 
 
 def make_wikipedia(params: WikipediaParams, check: bool = False):
+    """Wikipedia cross-modal set (2866 pairs, 10 classes): standard train/test lists, texts as XML,
+    images per category folder.
+    """
     return load_wikipedia(params, check=check)
 

@@ -168,4 +168,6 @@ def _resolve(resolver: PathResolver, rel: str, pid: str, problems: ProblemLog) -
 
 
 def make_xmedianet(params: XMediaNetParams, check: bool = False):
+    """XMediaNet image and text parts (200 classes) from per-split list files of paths and labels.
+    """
     return load_xmedianet(params, check=check)

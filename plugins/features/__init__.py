@@ -21,15 +21,9 @@ __all__ = ["BackbonePoolFeatures", "TfidfFeatures", "LdaFeatures", "Doc2VecFeatu
 @hookimpl
 def daer_register_components(registry) -> None:
     registry.add("feature_extractor", "backbone-pool", factory=BackbonePoolFeatures,
-                 params=BackboneParams,
-                 summary="Pooled last feature map of a frozen torchvision/timm CNN; weights"
-                         " from a local file only (random init, with a warning, if none).")
-    registry.add("feature_extractor", "tfidf", factory=TfidfFeatures,
-                 params=TfidfParams, summary="TF-IDF text vectors (scikit-learn).")
-    registry.add("feature_extractor", "lda", factory=LdaFeatures, params=LdaParams,
-                 summary="LDA topic proportions of texts (gensim).")
-    registry.add("feature_extractor", "doc2vec", factory=Doc2VecFeatures,
-                 params=Doc2VecParams, summary="Paragraph vectors of texts (gensim Doc2Vec).")
+                 params=BackboneParams)
+    registry.add("feature_extractor", "tfidf", factory=TfidfFeatures, params=TfidfParams)
+    registry.add("feature_extractor", "lda", factory=LdaFeatures, params=LdaParams)
+    registry.add("feature_extractor", "doc2vec", factory=Doc2VecFeatures, params=Doc2VecParams)
     registry.add("feature_extractor", "precomputed", factory=PrecomputedFeatures,
-                 params=PrecomputedParams,
-                 summary="Use the dataset's own pre-extracted features for this modality.")
+                 params=PrecomputedParams)

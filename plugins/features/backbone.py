@@ -103,7 +103,11 @@ def _load(model, path: str, head_prefixes: Sequence[str]) -> None:
 
 
 class BackbonePoolFeatures(Configured, FeatureExtractor):
-    """Frozen image features; ``fit`` learns nothing, the network is built on first use."""
+    """Pooled last feature map of a frozen torchvision/timm CNN; weights from a local file only
+    (random init, with a warning, if none).
+
+    Frozen image features; ``fit`` learns nothing, the network is built on first use.
+    """
 
     modality = "image"
 

@@ -25,7 +25,9 @@ class Doc2VecParams(Params):
 
 
 class Doc2VecFeatures(Configured, FeatureExtractor):
-    """Every text (training ones too) is embedded by ``infer_vector``, so train and test rows
+    """Paragraph vectors of texts (gensim Doc2Vec).
+
+    Every text (training ones too) is embedded by ``infer_vector``, so train and test rows
     come from the same procedure. Training uses one worker thread for reproducibility."""
 
     modality = "text"

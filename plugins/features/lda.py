@@ -27,7 +27,9 @@ class LdaParams(Params):
 
 
 class LdaFeatures(Configured, FeatureExtractor):
-    """Topic proportions per text (rows sum to one).
+    """LDA topic proportions of texts (gensim).
+
+    Topic proportions per text (rows sum to one).
 
     Inference is stochastic in gensim, so the model's random state is reset to ``seed``
     before every ``transform``: the same text always gets the same vector.

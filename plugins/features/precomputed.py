@@ -22,6 +22,7 @@ class PrecomputedParams(Params):
 
 
 class PrecomputedFeatures(Configured, FeatureExtractor):
+    """Use the dataset's own pre-extracted features for this modality."""
     uses_dataset_features = True
 
     params_model = PrecomputedParams

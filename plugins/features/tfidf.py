@@ -26,7 +26,10 @@ class TfidfParams(Params):
 
 
 class TfidfFeatures(Configured, FeatureExtractor):
-    """Fits the vocabulary and IDF weights on training texts; rows are dense float64."""
+    """TF-IDF text vectors (scikit-learn).
+
+    Fits the vocabulary and IDF weights on training texts; rows are dense float64.
+    """
 
     modality = "text"
 

@@ -15,14 +15,7 @@ from .timm_encoder import TimmParams, make_timm_encoder
 @hookimpl
 def daer_register_components(registry) -> None:
     registry.add("image_encoder", "mobilenetv3-large", factory=make_mobilenetv3_large,
-                 params=MobileNetV3Params,
-                 summary="DAER image module (§3.2): torchvision MobileNetV3-Large (local "
-                         "weights or random init), attention in every bottleneck before the "
-                         "residual sum, global pool, FC 300.")
+                 params=MobileNetV3Params)
     registry.add("image_attention", "dual-spatial", factory=make_dual_spatial,
-                 params=DualSpatialParams,
-                 summary="DAER dual spatial attention (Eq. 4-6): channel avg+max maps, 3x3 and "
-                         "7x7 convs, two sigmoid maps multiplied into the features.")
-    registry.add("image_encoder", "timm", factory=make_timm_encoder, params=TimmParams,
-                 summary="any timm backbone (pretrained=False), weights from a local file or an"
-                         " installed package, attention in its blocks, projected to out_dim")
+                 params=DualSpatialParams)
+    registry.add("image_encoder", "timm", factory=make_timm_encoder, params=TimmParams)

@@ -72,4 +72,7 @@ class DualSpatialAttention(ImageAttention):
 
 
 def make_dual_spatial(params: DualSpatialParams, channels: int) -> DualSpatialAttention:
+    """DAER dual spatial attention (Eq. 4-6): channel avg+max maps, 3x3 and 7x7 convs, two sigmoid
+    maps multiplied into the features.
+    """
     return DualSpatialAttention(params, channels)

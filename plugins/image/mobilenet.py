@@ -197,4 +197,7 @@ def _is_bottleneck(_name: str, module: nn.Module) -> bool:
 def make_mobilenetv3_large(params: MobileNetV3Params,
                            attention: ImageAttentionFactory | None = None,
                            native_image_size: int | None = None) -> MobileNetV3Encoder:
+    """DAER image module (§3.2): torchvision MobileNetV3-Large (local weights or random init),
+    attention in every bottleneck before the residual sum, global pool, FC 300.
+    """
     return MobileNetV3Encoder(params, attention, native_image_size)

@@ -324,5 +324,9 @@ def _to_rgb(image):
 
 def make_timm_encoder(params: TimmParams, attention: ImageAttentionFactory | None = None,
                       native_image_size: int | None = None) -> TimmImageEncoder:
-    """Registry factory: the core passes ``attention`` and ``native_image_size``."""
+    """any timm backbone (pretrained=False), weights from a local file or an installed package,
+    attention in its blocks, projected to out_dim
+
+    Registry factory: the core passes ``attention`` and ``native_image_size``.
+    """
     return TimmImageEncoder(params, attention=attention, native_image_size=native_image_size)

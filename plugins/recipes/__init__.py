@@ -1,18 +1,15 @@
 """Training recipes (kind ``recipe``): how a method's parameters are trained on the shared
 trainer. ``daer-three-stage`` is Algorithm 1 of the DAER paper, the default of every run.
 
-Each module named in :data:`MODULES` exposes ``register(registry)``; adding a recipe is
-adding its module name here.
+Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
+``registry.add`` per component, each with its factory and params model.
 """
-from importlib import import_module
-
 from registry import hookimpl
 
-#: recipe modules of this plugin, registered in this order
-MODULES: list[str] = ["daer_three_stage"]
+from .daer_three_stage import DAERThreeStageParams, make_daer_three_stage
 
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    for name in MODULES:
-        import_module(f"{__name__}.{name}").register(registry)
+    registry.add("recipe", "daer-three-stage", factory=make_daer_three_stage,
+                 params=DAERThreeStageParams)

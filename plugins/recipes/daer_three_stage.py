@@ -88,12 +88,7 @@ class DAERThreeStage(TrainingRecipe):
 
 
 def make_daer_three_stage(params: DAERThreeStageParams) -> DAERThreeStage:
+    """Algorithm 1 of the DAER paper: text classification, image classification, then relation
+    training on all pairs of each batch with both encoders fine-tuned.
+    """
     return DAERThreeStage(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "daer-three-stage", factory=make_daer_three_stage,
-                 params=DAERThreeStageParams,
-                 summary="Algorithm 1 of the DAER paper: text classification, image "
-                         "classification, then relation training on all pairs of each batch "
-                         "with both encoders fine-tuned.")

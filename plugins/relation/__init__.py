@@ -18,22 +18,11 @@ from .product import ProductParams, make_product
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams,
-                 summary="DAER fusion (Eq. 7): concatenation [text; image] (300 + 300 = 600).")
+    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams)
     registry.add("enhancement", "signed-power", factory=make_signed_power,
-                 params=SignedPowerParams,
-                 summary="DAER enhancement (Eq. 8-9): sign(x)*|x|^k, k = 0.6, finite gradient "
-                         "at 0; k optionally learnable.")
-    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams,
-                 summary="No enhancement (y = x), as in the paper's ablations.")
-    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams,
-                 summary="DAER relation network (Eq. 10): MLP 600-1024-512-1, ReLU, sigmoid "
-                         "similarity.")
-    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams,
-                 summary="DAER loss (Eq. 11): ||T - P||_F^2 between the 0/1 label-agreement "
-                         "matrix and the predicted similarities.")
-    registry.add("fusion", "product", factory=make_product, params=ProductParams,
-                 summary="element-wise product of both embeddings projected to a common width")
-    registry.add("relation", "cosine", factory=make_cosine, params=CosineParams,
-                 summary="two-tower: cosine of text and image embeddings mapped to [0, 1], no "
-                         "relation network")
+                 params=SignedPowerParams)
+    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams)
+    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams)
+    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams)
+    registry.add("fusion", "product", factory=make_product, params=ProductParams)
+    registry.add("relation", "cosine", factory=make_cosine, params=CosineParams)

@@ -39,4 +39,5 @@ class ConcatFusion(Fusion):
 
 
 def make_concat(params: ConcatParams, text_dim: int, image_dim: int) -> ConcatFusion:
+    """DAER fusion (Eq. 7): concatenation [text; image] (300 + 300 = 600)."""
     return ConcatFusion(params, text_dim, image_dim)

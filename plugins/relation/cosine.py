@@ -78,5 +78,8 @@ class CosineRelation(TwoTowerRelation):
 
 def make_cosine(params: CosineParams, fused_dim: int | None = None, text_dim: int = 0,
                 image_dim: int = 0) -> CosineRelation:
-    """Registry factory; ``fused_dim`` is unused (no fusion in a two-tower model)."""
+    """two-tower: cosine of text and image embeddings mapped to [0, 1], no relation network
+
+    Registry factory; ``fused_dim`` is unused (no fusion in a two-tower model).
+    """
     return CosineRelation(params, text_dim=text_dim, image_dim=image_dim)

@@ -123,8 +123,12 @@ class IdentityEnhancement(Enhancement):
 
 
 def make_signed_power(params: SignedPowerParams, dim: int) -> SignedPowerEnhancement:
+    """DAER enhancement (Eq. 8-9): sign(x)*|x|^k, k = 0.6, finite gradient at 0; k optionally
+    learnable.
+    """
     return SignedPowerEnhancement(params, dim)
 
 
 def make_identity(params: IdentityParams, dim: int) -> IdentityEnhancement:
+    """No enhancement (y = x), as in the paper's ablations."""
     return IdentityEnhancement(params, dim)

@@ -44,4 +44,7 @@ class FrobeniusLoss(RelationLoss):
 
 
 def make_frobenius(params: FrobeniusParams) -> FrobeniusLoss:
+    """DAER loss (Eq. 11): ||T - P||_F^2 between the 0/1 label-agreement matrix and the predicted
+    similarities.
+    """
     return FrobeniusLoss(params)

@@ -147,5 +147,6 @@ class MLPRelation(RelationHead):
 
 def make_mlp(params: MLPRelationParams, fused_dim: int, text_dim: int | None = None,
              image_dim: int | None = None) -> MLPRelation:
+    """DAER relation network (Eq. 10): MLP 600-1024-512-1, ReLU, sigmoid similarity."""
     in_dim = params.in_dim if params.in_dim is not None else fused_dim
     return MLPRelation(in_dim, params.hidden, params.activation, params.dropout, params.output)

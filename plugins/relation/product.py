@@ -40,4 +40,5 @@ class ProductFusion(Fusion):
 
 
 def make_product(params: ProductParams, text_dim: int, image_dim: int) -> ProductFusion:
+    """element-wise product of both embeddings projected to a common width"""
     return ProductFusion(params, text_dim=text_dim, image_dim=image_dim)

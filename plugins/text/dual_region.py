@@ -120,4 +120,7 @@ class DualRegionAttention(TextAttention):
 
 
 def make_dual_region(params: DualRegionParams, dim: int) -> DualRegionAttention:
+    """DAER dual-region attention (Eq. 1-3): avg+max word pooling at two window sizes (3, 7),
+    shared W per scale, MLP 512-1024-512, sigmoid weights multiplied into the LSTM states.
+    """
     return DualRegionAttention(params, dim)

@@ -153,5 +153,9 @@ class HFTextEncoder(TextEncoder):
 
 def make_hf_text(params: HFTextParams, tokenizer: Tokenizer | None = None,
                  attention: TextAttentionFactory | None = None) -> HFTextEncoder:
-    """Registry factory; the core's word ``tokenizer`` is ignored (see module docstring)."""
+    """a local transformers model (directory or installed package, never downloaded), mean/CLS
+    pooling, projected to out_dim
+
+    Registry factory; the core's word ``tokenizer`` is ignored (see module docstring).
+    """
     return HFTextEncoder(params, attention=attention)

@@ -120,4 +120,7 @@ class WordTokenizer(Tokenizer):
 
 
 def make_words(params: WordsParams) -> WordTokenizer:
+    """Lowercase word tokens (Unicode-aware); character tokens for scripts written without spaces
+    (Chinese, Japanese, Thai...).
+    """
     return WordTokenizer(params)

@@ -354,4 +354,7 @@ class Word2VecLSTMEncoder(TextEncoder):
 
 def make_word2vec_lstm(params: Word2VecLSTMParams, tokenizer: Tokenizer,
                        attention: TextAttentionFactory | None = None) -> Word2VecLSTMEncoder:
+    """DAER text module (§3.1): Word2Vec 300-d (trained on the training texts or read from a local
+    file) -> LSTM 300 -> attention slot -> masked mean -> FC 300.
+    """
     return Word2VecLSTMEncoder(params, tokenizer, attention)

@@ -14,7 +14,8 @@ from registry.kinds import kinds_table
 
 #: the default plugin modules, loaded by module name (pyproject.toml's `daer` entry points)
 DEFAULT_MODULES = ["plugins.text", "plugins.image", "plugins.relation", "plugins.datasets",
-                   "plugins.datasets.shapes", "plugins.baselines", "plugins.features"]
+                   "plugins.datasets.shapes", "plugins.baselines", "plugins.features",
+                   "plugins.recipes"]
 
 WRONG = """
     from registry import hookimpl
@@ -129,3 +130,29 @@ def test_every_default_params_model_derives_from_the_shared_base():
     outside = [f"{s.kind} {s.name}: {s.params.__qualname__}" for s in specs
                if not issubclass(s.params, registry.Params)]
     assert outside == []
+
+
+def test_the_summary_defaults_to_the_factory_docstring():
+    def make(params, dim):
+        """Scales each element.
+
+        More detail that the one-line summary leaves out.
+        """
+
+    class Documented:
+        """A class factory's own docstring."""
+
+        def __init__(self, params, dim):
+            pass
+
+    class Undocumented(Documented):  # must not borrow its base class's docstring
+        pass
+
+    scope = registry.PluginScope(ComponentRegistry(), "test")
+    scope.add("enhancement", "f", factory=make)
+    scope.add("enhancement", "c", factory=Documented)
+    scope.add("enhancement", "u", factory=Undocumented)
+    scope.add("enhancement", "s", factory=make, summary="  given   explicitly ")
+    reg = scope.registry
+    assert [reg.get("enhancement", n).summary for n in "fcus"] == [
+        "Scales each element.", "A class factory's own docstring.", "", "given explicitly"]
