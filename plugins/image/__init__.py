@@ -1,9 +1,6 @@
 """Image-side components of the DAER paper (§3.2): the ``mobilenetv3-large`` encoder and the
 ``dual-spatial`` attention (Eq. 4-6) it carries inside every bottleneck; and the ``timm``
 alternative encoder.
-
-Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
-``registry.add`` per component, each with its factory and params model.
 """
 from registry import hookimpl
 

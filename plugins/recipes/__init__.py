@@ -1,8 +1,5 @@
 """Training recipes (kind ``recipe``): how a method's parameters are trained on the shared
 trainer. ``daer-three-stage`` is Algorithm 1 of the DAER paper, the default of every run.
-
-Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
-``registry.add`` per component, each with its factory and params model.
 """
 from registry import hookimpl
 

@@ -2,9 +2,6 @@
 ``signed-power`` / ``identity`` enhancement (Eq. 8-9), the ``mlp`` relation head (Eq. 10)
 and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and ``cosine`` two-tower
 alternatives.
-
-Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
-``registry.add`` per component, each with its factory and params model.
 """
 from registry import hookimpl
 

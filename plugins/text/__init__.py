@@ -1,9 +1,6 @@
 """Text-side components of the DAER paper (§3.1): the ``words`` tokenizer, the
 ``word2vec-lstm`` encoder and the ``dual-region`` attention (Eq. 1-3); and the ``hf-text``
 alternative encoder.
-
-Registered the way docs/writing-a-plugin.md teaches: one ``@hookimpl`` calling
-``registry.add`` per component, each with its factory and params model.
 """
 from registry import hookimpl
 
