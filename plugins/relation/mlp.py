@@ -39,18 +39,18 @@ class MLPRelationParams(Params):
 class MLPRelation(RelationHead):
     """``(N, in_dim) -> (N,)`` similarity scores."""
 
-    def __init__(self, in_dim: int, hidden: list[int] | tuple[int, ...] = (1024, 512),
-                 activation: str = "relu", dropout: float = 0.0, output: str = "sigmoid"):
+    def __init__(self, params: MLPRelationParams, in_dim: int):
+        """``in_dim`` is the resolved input width (``params.in_dim``, or the fusion's)."""
         super().__init__()
         self.in_dim = int(in_dim)
-        self.output = output
-        self.activation = activation
+        self.output = params.output
+        self.activation = params.activation
         layers: list[nn.Module] = []
         width = self.in_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
+        for h in params.hidden:
+            layers += [nn.Linear(width, h), ACTIVATIONS[params.activation]()]
+            if params.dropout:
+                layers.append(nn.Dropout(params.dropout))
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
@@ -149,4 +149,4 @@ def make_mlp(params: MLPRelationParams, fused_dim: int, text_dim: int | None = N
              image_dim: int | None = None) -> MLPRelation:
     """DAER relation network (Eq. 10): MLP 600-1024-512-1, ReLU, sigmoid similarity."""
     in_dim = params.in_dim if params.in_dim is not None else fused_dim
-    return MLPRelation(in_dim, params.hidden, params.activation, params.dropout, params.output)
+    return MLPRelation(params, in_dim)

@@ -66,8 +66,8 @@ def test_without_ties_the_metrics_are_the_plain_ranked_ones():
 
 def test_evaluation_ranks_on_logits_where_the_sigmoid_saturates():
     """float32 sigmoid of logits above ~17 is exactly 1.0: distinct scores became ties."""
-    from plugins.relation.mlp import MLPRelation
-    head = MLPRelation(4, [3], "relu", 0.0, "sigmoid")
+    from plugins.relation.mlp import MLPRelation, MLPRelationParams
+    head = MLPRelation(MLPRelationParams(hidden=[3]), 4)
     with torch.no_grad():
         for m in head.net:
             if isinstance(m, torch.nn.Linear):
