@@ -267,3 +267,23 @@ def test_scm_reproduces_the_published_map_on_the_wikipedia_features():
     report = retrieval_report(scores, y_te, y_te)
     assert abs(report["i2t"] - 0.277) <= 0.03, report["i2t"]
     assert abs(report["t2i"] - 0.226) <= 0.03, report["t2i"]
+
+
+def test_cli_lists_both_methods_and_documents_the_params_of_scm(capsys):
+    import json
+
+    from daer_core.cli.main import main
+
+    assert main(["plugins", "list", "--json"]) == 0
+    components = {(c["kind"], c["name"]) for c in json.loads(capsys.readouterr().out)["components"]}
+    assert {("method", "sm"), ("method", "scm")} <= components
+    assert main(["plugins", "show", "scm", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "method"
+    params = {p["name"]: p for p in doc["params"]}
+    assert {"distance", "C", "fit_intercept", "n_components", "cca_reg"} <= set(params)
+    assert params["distance"]["default"] == "ncorr" and params["C"]["default"] == 1.0
+    assert all(params[name]["doc"] for name in ("distance", "C", "cca_reg"))
+    assert main(["plugins", "show", "scm"]) == 0
+    out = capsys.readouterr().out
+    assert "ncorr-centred" in out and "cca_reg" in out
