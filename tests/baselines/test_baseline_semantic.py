@@ -287,3 +287,26 @@ def test_cli_lists_both_methods_and_documents_the_params_of_scm(capsys):
     assert main(["plugins", "show", "scm"]) == 0
     out = capsys.readouterr().out
     assert "ncorr-centred" in out and "cca_reg" in out
+
+
+@pytest.mark.skipif(not (DATA / "raw_features.mat").is_file(),
+                    reason=f"Wikipedia features not present at {DATA}")
+def test_table1_config_scm_is_within_003_of_the_published_map(tmp_path):
+    """The committed Table 1 config's SCM (2 of its runs) through `daer benchmark`'s runner."""
+    import csv
+
+    import registry
+    from daer_core.benchmark import load_benchmark_config, run_benchmark
+
+    config_path = Path(__file__).resolve().parents[2] / "configs" / "benchmarks" / (
+        "table1-wikipedia-features.yaml")
+    config, _root = load_benchmark_config(config_path, ["runs=2"])
+    config = config.model_copy(update={"methods": {"SCM": config.methods["SCM"]},
+                                       "reference": None})
+    outcome = run_benchmark(config, tmp_path, registry=registry.get_registry(), progress=False)
+    with outcome.results_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    for key, published in (("i2t", 0.277), ("t2i", 0.226)):
+        mean = np.mean([float(r[key]) for r in rows])
+        assert abs(mean - published) <= 0.03, (key, mean)
