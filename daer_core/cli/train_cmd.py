@@ -12,7 +12,8 @@ log = logging.getLogger("daer")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a pipeline (the paper's Algorithm 1) and evaluate it",
+    p = sub.add_parser("train", help="train a pipeline (its recipe, by default the paper's "
+                                     "Algorithm 1) and evaluate it",
                        description="Train from a preset and/or config file; prints the paper's "
                                    "Table 1 layout and writes the run directory.")
     p.add_argument("config", nargs="?", help="YAML/TOML run config (optional with --preset)")
@@ -27,9 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training import distributed
+    try:
+        return _run(args)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..config import load_run_config
     from ..errors import ConfigError
     from ..evaluation.plots import format_table1
+    from ..training import distributed
     from ..training.api import default_run_dir, resume_run, train_and_evaluate
 
     if args.resume:
@@ -43,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give a config file or --preset NAME")
         config = load_run_config(args.config, preset=args.preset, dataset=args.dataset,
                                  overrides=args.overrides)
-        run_dir = args.out or default_run_dir(config)
+        ctx = distributed.context(config.train.device)
+        # under torchrun every process must use the directory rank 0 chose
+        run_dir = ctx.broadcast(args.out or default_run_dir(config))
         log.info("run directory: %s", run_dir)
         try:
             metrics = train_and_evaluate(config, run_dir)
@@ -52,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\ninterrupted; continue with: daer train --resume {run_dir}",
                       file=sys.stderr)
             raise
+    if not distributed.context().is_main:  # one process reports
+        return EXIT_OK
     print()
     print(format_table1(metrics, title=f"Test mAP@all ({metrics.get('preset') or 'run'} on "
                                        f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))

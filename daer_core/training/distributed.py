@@ -80,3 +80,9 @@ def device_for(ctx: DistContext, device: torch.device) -> torch.device:
     if ctx.enabled and device.type == "cuda":
         return torch.device("cuda", ctx.local_rank)
     return device
+
+
+def shutdown() -> None:
+    """Leave the process group at the end of a ``torchrun`` job (no-op otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

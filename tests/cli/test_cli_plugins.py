@@ -23,7 +23,7 @@ def test_list_json_schema(cli):
     assert {"kind": "fusion", "name": "fake-fixed", "plugin": FAKE, "distribution": None,
             "version": None, "summary": "concatenation projected to a fixed width"
             } in doc["components"]
-    assert len(doc["components"]) == 10
+    assert len(doc["components"]) == 11
     assert all(set(c) == {"kind", "name", "summary", "plugin", "distribution", "version"}
                for c in doc["components"])
     assert doc["presets"] == [{"name": "fake-base", "summary": "every component a fake one",

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from daer_core.interfaces import (Enhancement, Fusion, ImageEncoder, PairDataset, PairRecord,
-                                  RelationHead, RelationLoss, TextAttention, TextEncoder,
-                                  Tokenizer)
+                                  RelationHead, RelationLoss, StageSpec, TextAttention,
+                                  TextEncoder, Tokenizer, TrainingRecipe)
 from registry import hookimpl
 
 
@@ -171,8 +171,29 @@ BASE_PRESET: dict[str, Any] = {
 }
 
 
+class OneStage(TrainingRecipe):
+    """One stage training the whole model with its own loss on the in-batch pair matrix."""
+
+    stages = (StageSpec("relation", "fake relation stage", min_batch=2),)
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    def trainable(self, stage, step, model, extras):
+        return [model]
+
+    def losses(self, stage, step, model, extras, batch):
+        scores = model.pair_scores(model.encode_text(batch.text), model.encode_image(batch.images))
+        target = (batch.labels @ batch.labels.T > 0).float()
+        return {"loss": model.loss(scores, target)}
+
+
 @hookimpl
 def daer_register_components(registry) -> None:
+    # under the name the core's config defaults to (train.recipe), so that configs built
+    # from these fakes validate without naming a recipe
+    registry.add("recipe", "daer-three-stage", factory=OneStage,
+                 summary="fake one-stage recipe")
     registry.add("tokenizer", "fake-words", factory=lambda p: Words(), summary="split on spaces")
     registry.add("text_encoder", "fake-text", factory=FakeText, params=WidthParams,
                  summary="token statistics -> linear")
