@@ -152,7 +152,7 @@ def scoring_report(model, cfg, device: torch.device, args) -> None:
     rows = min(block * block, 65536)
     peaks: dict[torch.dtype, float] = {}
 
-    def measure_peaks() -> None:  # before and after the scoring runs; the best counts
+    def measure_peaks() -> None:  # before, between and after the scoring runs; best counts
         for dt in (torch.float32, torch.bfloat16):
             peaks[dt] = max(peaks.get(dt, 0.0), gemm_peak(
                 rows, biggest.in_features, biggest.out_features, dt, device))
@@ -187,7 +187,7 @@ def scoring_report(model, cfg, device: torch.device, args) -> None:
     for _ in range(2):  # alternate the paths twice; the best of each counts (shared machine)
         for name, run in paths.items():
             rates[name] = max(rates.get(name, 0.0), run())
-    measure_peaks()
+        measure_peaks()
     for dt, peak in peaks.items():
         print(f"  GEMM peak {str(dt).removeprefix('torch.'):8s}: {peak / 1e9:8.1f} GFLOP/s "
               f"= {peak / flop_pair:10.0f} pairs/s")
