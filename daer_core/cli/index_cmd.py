@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .exit_codes import EXIT_OK
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="embed a gallery into a search index (for search --index"
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                           "seconds": round(report.seconds, 3), "totals": report.totals,
                           "ann": report.ann,
                           "first_stage": index.info["first_stage"]["method"]}, indent=2))
-        return 0
+        return EXIT_OK
     if report.already_indexed:
         print(f"{args.out}: this gallery is already indexed (job {report.job}); nothing added")
     else:
@@ -81,4 +83,4 @@ def run(args: argparse.Namespace) -> int:
     kinds = ", ".join(f"{s} {k}" for s, k in sorted(report.ann.items()))
     print(f"  index holds {report.totals['image']} images and {report.totals['text']} texts"
           f" (FAISS: {kinds or 'none'}; first stage {index.info['first_stage']['method']})")
-    return 0
+    return EXIT_OK

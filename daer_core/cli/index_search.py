@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .exit_codes import EXIT_OK
+
 
 def run_indexed(args: argparse.Namespace) -> int:
     from ..data.images import load_rgb
@@ -36,7 +38,7 @@ def run_indexed(args: argparse.Namespace) -> int:
                           "results_kind": result.side, "index": str(args.index),
                           "candidates": result.candidates, "exhaustive": result.exhaustive,
                           "results": rows}, indent=2))
-        return 0
+        return EXIT_OK
     how = "every item scored" if result.exhaustive else \
         f"{result.candidates} candidates re-ranked of {len(index.sides[result.side])}"
     print(f"top {len(rows)} {result.side}s for {'text' if args.text is not None else 'image'}"
@@ -44,4 +46,4 @@ def run_indexed(args: argparse.Namespace) -> int:
     for r in rows:
         detail = (r["text"] or "")[:70] if result.side == "text" else (r["image"] or "")
         print(f"{r['rank']:>3}. {r['score']:.4f}  [{', '.join(r['labels'])}]  {r['id']}  {detail}")
-    return 0
+    return EXIT_OK

@@ -6,6 +6,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+from .exit_codes import EXIT_OK
+
 log = logging.getLogger(__name__)
 
 
@@ -75,4 +77,4 @@ def run(args: argparse.Namespace) -> int:
                             max_upload_mb=args.max_upload_mb, workdir=Path(tmp))
         print(f"daer serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+    return EXIT_OK
