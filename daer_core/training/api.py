@@ -1,6 +1,7 @@
 """The Python entry points of training: what ``daer train`` and ``daer benchmark`` call."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -35,9 +36,11 @@ def train_and_evaluate(config: RunConfig | Mapping[str, Any], out_dir: Path | st
     if not isinstance(config, RunConfig):
         config = load_run_config(dict(config), registry=registry)
     trainer = Trainer(config, Path(out_dir), registry)
-    if not resume:  # before the lock creates the folder: never write into a foreign one
+    main = trainer.dist.is_main  # under torchrun rank 0 alone owns the run directory
+    if not resume and main:  # before the lock creates the folder: never write into a foreign one
         refuse_foreign_folder(out_dir)
-    with RunLock(out_dir):  # held through the evaluation too: metrics.json is the run's
+    # held through the evaluation too: metrics.json is the run's
+    with RunLock(out_dir) if main else contextlib.nullcontext():
         trainer.train(resume=resume)
         return trainer.evaluate()
 
