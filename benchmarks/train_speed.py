@@ -1,0 +1,200 @@
+"""Training throughput per stage, the share of step time spent waiting for data, and the
+trainer's overhead over a bare model step — on synthetic long texts and 224 px images.
+
+    python benchmarks/train_speed.py [--pairs 256] [--chars 1200] [--device auto]
+                                     [--out benchmark-results/train_speed]
+
+A manifest dataset is written once into ``--out`` (``--pairs`` training pairs, texts of about
+``--chars`` characters, 224 x 224 JPEGs). For each stage of the ``daer`` preset the trainer
+runs one epoch with the stage alone enabled; the progress bar is replaced by a timer that
+splits the epoch into time waiting for the next batch and time in the step. Printed side by
+side in the same run:
+
+* stage 1 with texts prepared once (now) vs prepared in every step (the path the trainer took
+  before, still used for encoders with ``prepare_once = False``);
+* each stage against a bare model step on batches already on the device (trainer overhead);
+* images decoded in the main process vs by worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+
+WORDS = ("river city war album football election species church school film team music "
+         "island battle player season county history village royal bridge station coast "
+         "mountain railway painting novel league temple province empire dynasty").split()
+
+
+def make_dataset(root: Path, pairs: int, chars: int, classes: int = 10, seed: int = 0) -> Path:
+    """A manifest with long texts and 224 px images; reused when it exists."""
+    manifest = root / "manifest.jsonl"
+    if manifest.is_file():
+        return root
+    from PIL import Image, ImageDraw
+    rng = random.Random(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    total = pairs + 2 * max(16, pairs // 8)
+    for k in range(total):
+        label = k % classes
+        img = Image.new("RGB", (224, 224), (rng.randrange(60), rng.randrange(60), 40))
+        draw = ImageDraw.Draw(img)
+        for _ in range(6):
+            x, y = rng.randrange(200), rng.randrange(200)
+            draw.ellipse((x, y, x + 24 + 8 * label, y + 24), fill=(25 * label, 200, rng.randrange(255)))
+        path = root / "images" / f"{k:05d}.jpg"
+        img.save(path, quality=90)
+        words = []
+        while sum(len(w) + 1 for w in words) < chars:
+            words.append(WORDS[(label * 3 + rng.randrange(8)) % len(WORDS)]
+                         if rng.random() < 0.3 else rng.choice(WORDS))
+        split = "train" if k < pairs else ("val" if k < pairs + (total - pairs) // 2 else "test")
+        rows.append({"id": f"p{k:05d}", "image": f"images/{k:05d}.jpg", "text": " ".join(words),
+                     "labels": [f"class_{label}"], "split": split})
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+class Timer:
+    """Stands in for the trainer's progress bar: times waiting for batches vs the step."""
+
+    def __init__(self, iterable, **_kw):
+        self.iterable = iterable
+        self.wait = self.step = 0.0
+        self.batches = 0
+        Timer.last = self
+
+    def __iter__(self):
+        it = iter(self.iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            t1 = time.perf_counter()
+            self.wait += t1 - t0
+            yield batch
+            self.step += time.perf_counter() - t1
+            self.batches += 1
+
+    def set_postfix(self, **_kw):
+        pass
+
+
+def stage_run(data: Path, out: Path, stage: str, device: str, batch: int, *,
+              prepare_once: bool = True, workers: int | str = "auto") -> dict:
+    """One epoch of ``stage`` through the trainer; the trainer object is returned for reuse."""
+    from daer_core.config import load_run_config
+    from daer_core.training import trainer as trainer_mod
+
+    sets = [f"dataset.params.root={data}", f"train.device={device}",
+            f"train.num_workers={workers}", "pipeline.image.encoder.params.size=224"]
+    for s in ("text", "image", "relation"):
+        sets += [f"train.stages.{s}.enabled={'true' if s == stage else 'false'}",
+                 f"train.stages.{s}.epochs=1", f"train.stages.{s}.batch_size={batch}"]
+    cfg = load_run_config(None, preset="daer", dataset="manifest", overrides=sets)
+    run_dir = out / f"run-{stage}-{'once' if prepare_once else 'per-step'}-{workers}-{time.time_ns()}"
+    trainer = trainer_mod.Trainer(cfg, run_dir)
+    trainer.model.text_encoder.prepare_once = prepare_once
+    trainer._validate = lambda stage: {}  # time the training epoch only
+    real_tqdm = trainer_mod.tqdm
+    trainer_mod.tqdm = Timer
+    try:
+        t0 = time.perf_counter()
+        trainer.train()
+        total = time.perf_counter() - t0
+    finally:
+        trainer_mod.tqdm = real_tqdm
+    timer = Timer.last
+    pairs = timer.batches * batch
+    return {"stage": stage, "prepare_once": prepare_once, "workers": trainer.num_workers,
+            "pairs_per_s": pairs / (timer.wait + timer.step),
+            "data_wait_share": timer.wait / (timer.wait + timer.step),
+            "epoch_s": timer.wait + timer.step, "run_s": total, "trainer": trainer}
+
+
+def bare_rate(trainer, stage: str, batch: int, steps: int = 4) -> float:
+    """Pairs/s of forward + backward + SGD step on batches already on the device."""
+    from daer_core.data.loader import Collate, PairTorchDataset
+    spec = trainer.recipe.stage(stage)
+    ds = PairTorchDataset(trainer.splits["train"][:batch], trainer.preprocess.image_train,
+                          with_images=spec.images, prepared=trainer._prepared_texts("train"))
+    tb = trainer._on_device(Collate(len(trainer.classes))([ds[i] for i in range(len(ds))]), spec)
+    opt = trainer._optimizers(stage)["main"]
+    trainer.model.train()
+    trainer.heads.train()
+
+    def one() -> None:
+        loss = trainer.recipe.losses(stage, "main", trainer.model, trainer.heads, tb)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=256)
+    ap.add_argument("--chars", type=int, default=1200)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--stages", default="text,image,relation")
+    ap.add_argument("--project", type=int, default=40000,
+                    help="print the epoch time this many training pairs would take")
+    ap.add_argument("--out", type=Path, default=Path("benchmark-results/train_speed"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = make_dataset(args.out / "data", args.pairs, args.chars)
+    rows = []
+    stages = args.stages.split(",")
+    print(f"{args.pairs} training pairs, texts of ~{args.chars} characters, 224 px images, "
+          f"batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
+    if "text" in stages:
+        before = stage_run(data, args.out, "text", args.device, args.batch, prepare_once=False)
+        after = stage_run(data, args.out, "text", args.device, args.batch)
+        bare = bare_rate(after["trainer"], "text", args.batch)
+        rows += [("text", "prepared in every step (before)", before, bare),
+                 ("text", "prepared once (now)", after, bare)]
+        print(f"stage 1 speed-up from preparing texts once: "
+              f"{after['pairs_per_s'] / before['pairs_per_s']:.2f}x")
+    for stage in [s for s in stages if s != "text"]:
+        main_proc = stage_run(data, args.out, stage, args.device, args.batch, workers=0)
+        bare = bare_rate(main_proc["trainer"], stage, args.batch)
+        rows.append((stage, "images decoded in the main process", main_proc, bare))
+        workers = stage_run(data, args.out, stage, args.device, args.batch, workers=2)
+        rows.append((stage, "2 loader workers", workers, bare))
+    print(f"\n{'stage':9s} {'data path':36s} {'pairs/s':>8s} {'data wait':>9s} "
+          f"{'bare step':>9s} {'overhead':>8s}")
+    for stage, label, r, bare in rows:
+        print(f"{stage:9s} {label:36s} {r['pairs_per_s']:8.1f} {r['data_wait_share']:9.1%} "
+              f"{bare:9.1f} {1 - r['pairs_per_s'] / bare:8.1%}")
+    best: dict[str, float] = {}
+    for stage, _label, r, _bare in rows:
+        best[stage] = max(best.get(stage, 0.0), r["pairs_per_s"])
+    print(f"\nprojected epoch time for {args.project:,} pairs (best data path): " + ", ".join(
+        f"{stage} {args.project / rate / 60:.1f} min" for stage, rate in best.items()))
+    (args.out / "results.json").write_text(json.dumps(
+        [{k: v for k, v in r.items() if k != "trainer"} | {"label": label, "bare": bare}
+         for _, label, r, bare in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()
