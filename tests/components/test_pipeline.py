@@ -17,7 +17,8 @@ SMALL = ["pipeline.image.encoder.params.size=64"]
 @pytest.fixture(scope="module")
 def reg():
     return registry.load_plugins(autoload=False, load=[
-        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets"]).registry
+        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets",
+        "plugins.recipes"]).registry
 
 
 def test_daer_pipeline_shapes_and_gradients(reg):

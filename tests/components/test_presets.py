@@ -21,7 +21,8 @@ ABLATIONS = {  # preset: (text attention, image attention, enhancement)
 @pytest.fixture(scope="module")
 def reg():
     return registry.load_plugins(autoload=False, load=[
-        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets"]).registry
+        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets",
+        "plugins.recipes"]).registry
 
 
 def test_every_yaml_file_is_a_registered_preset(reg):
