@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import registry
 from daer_core.config import load_run_config
 from daer_core.errors import DimensionMismatchError
 from daer_core.pipeline import build_pipeline
@@ -12,13 +11,6 @@ from daer_core.pipeline import build_pipeline
 TEXTS = ["a large red circle left of a small blue square",
          "a big green star above a little red cross", "the blue square", "红色的圆"] * 2
 SMALL = ["pipeline.image.encoder.params.size=64"]
-
-
-@pytest.fixture(scope="module")
-def reg():
-    return registry.load_plugins(autoload=False, load=[
-        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets",
-        "plugins.recipes"]).registry
 
 
 def test_daer_pipeline_shapes_and_gradients(reg):

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 
-import registry
 from daer_core.config import load_run_config
 from plugins.presets import preset_files, read_preset
 
@@ -16,13 +15,6 @@ ABLATIONS = {  # preset: (text attention, image attention, enhancement)
     "daer-t": ("dual-region", None, "identity"),
     "daer-i-t": ("dual-region", "dual-spatial", "identity"),
 }
-
-
-@pytest.fixture(scope="module")
-def reg():
-    return registry.load_plugins(autoload=False, load=[
-        "plugins.text", "plugins.image", "plugins.relation", "plugins.presets",
-        "plugins.recipes"]).registry
 
 
 def test_every_yaml_file_is_a_registered_preset(reg):
