@@ -41,18 +41,19 @@ def config_file(tmp_path) -> Path:
 @pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not installed beside python")
 def test_two_processes_write_one_run_that_evaluates_and_resumes(tmp_path, config_file, capsys):
     run = tmp_path / "run"
-    # start, and stop the whole job once stage 2 has checkpointed (a kill mid-run)
+    # start, and kill the whole job once stage 2 has finished an epoch (mid-run)
     job = subprocess.Popen(_torchrun(str(config_file), "--out", str(run)), env=_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           start_new_session=True, text=True)
+                           text=True)
+    log = run / "log.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and job.poll() is None:
-        if (run / "checkpoints" / "relation-0001").is_dir():
+        if log.is_file() and '"stage": "image"' in log.read_text():
             break
-        time.sleep(0.1)
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGKILL)
-    out = job.communicate()[0]
+        time.sleep(0.05)
+    if job.poll() is None:  # torchrun passes the signal on to its workers and ends them
+        job.send_signal(signal.SIGTERM)
+    out = job.communicate(timeout=120)[0]
     assert (run / "checkpoints").is_dir(), out[-3000:]
     assert not (run / "metrics.json").exists(), "the job finished before it could be killed"
 
@@ -69,6 +70,7 @@ def test_two_processes_write_one_run_that_evaluates_and_resumes(tmp_path, config
     relation = sorted({e["epoch"] for e in events
                        if e["event"] == "epoch" and e["stage"] == "relation"})
     assert relation == [1, 2, 3]
+    assert sum(e["event"] == "epoch" and e["stage"] == "relation" for e in events) == 3
     assert sum(e["event"] == "test" for e in events) == 1
     # the final weights are an ordinary run: `daer evaluate` reads them in one process
     from daer_core.cli.main import main
