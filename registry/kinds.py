@@ -152,6 +152,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
           "a baseline cross-modal method with fit / transform_image / transform_text"),
     _kind("feature_extractor", "FeatureExtractor",
           "turns raw images or texts into fixed feature vectors for baselines"),
+    _kind("recipe", "TrainingRecipe",
+          "how a method is trained on the shared trainer: stages, steps, loss terms, extra "
+          "modules (train.recipe)"),
 )}
 
 

@@ -28,12 +28,17 @@ class PairRecord:
     """One image-text pair. ``labels`` are 0-based class indices (several for multi-label)."""
 
     id: str
-    text: str
-    image: ImageRef
+    #: the text, or its feature vector for a feature-level pipeline
+    text: str | np.ndarray
+    #: the image file or drawing, or its feature vector for a feature-level pipeline
+    image: ImageRef | np.ndarray
     labels: tuple[int, ...]
 
     def load_image(self):
-        """Decode the image as RGB PIL, detecting the format from the bytes, not the name."""
+        """Decode the image as RGB PIL, detecting the format from the bytes, not the name
+        (a feature vector is returned as it is)."""
+        if isinstance(self.image, np.ndarray):
+            return self.image
         from ..data.images import load_rgb
         return load_rgb(self.image)
 

@@ -21,6 +21,9 @@ class Encoder(Module):
     """Maps one modality to ``(B, out_dim)`` embeddings."""
 
     out_dim: int
+    #: what the encoder reads: ``raw`` texts / images, or precomputed ``features`` (vectors
+    #: from a feature dataset); the trainer refuses a pipeline that does not match its data
+    inputs: str = "raw"
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters that come from pretrained weights (the backbone), as opposed to the layers

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..evaluation.plots import format_table1, plot_pr_curves, plot_retrieval_examples
@@ -38,7 +39,8 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
     atomic_write_json(run_dir / "metrics.json", rep)
     plot_pr_curves(scores, emb.labels, emb.labels, run_dir / "pr_curve.png",
                    title=f"{config.preset or 'run'} on {rep['dataset']} ({split})")
-    if config.evaluate.examples:
+    if config.evaluate.examples and not isinstance(records[0].image, np.ndarray):
+        # (feature vectors have no picture to show)
         by_id = {r.id: r for r in records}
         kept = [by_id[i] for i in emb.ids]
         plot_retrieval_examples(scores, [r.text for r in kept], [r.load_image for r in kept],

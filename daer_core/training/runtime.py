@@ -77,19 +77,11 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
             torch.cuda.set_rng_state(state, i)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively: CUDA with bf16 (Ampere and newer), or a
-    CPU with AMX. Elsewhere bf16 autocast is emulated and slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
-    return False
-
-
 def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
-    """``train.bf16`` (``auto``, true or false) for ``device``."""
-    return bf16_supported(device) if setting == "auto" else bool(setting)
+    """``train.bf16`` (``auto``, true or false) for ``device``: ``auto`` = where bf16 is
+    native (the same test as scoring's ``evaluate.bf16``)."""
+    from ..evaluation.retrieval import bf16_scoring_native
+    return bf16_scoring_native(device) if setting == "auto" else bool(setting)
 
 
 def resolve_workers(setting: int | str, device: torch.device) -> int:

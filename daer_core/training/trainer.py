@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, dump_config
 from ..config.schema import StageConfig
+from ..data.feature_pairs import feature_records
 from ..data.images import undecodable
 from ..data.loader import Batch, EpochSampler, PreparedTexts, make_loader
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
@@ -86,13 +87,13 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         self.state = TrainerState()
         self.dataset = registry.create("dataset", config.dataset.name, config.dataset.params)
-        if isinstance(self.dataset, FeatureDataset) or not isinstance(self.dataset, PairDataset):
-            raise ConfigError(
-                f"dataset: {config.dataset.name!r} provides pre-extracted features, not image-text"
-                " pairs; DAER pipelines train on raw images and texts (use it with baselines:"
-                " `daer benchmark`)")
+        #: a feature dataset trains feature-level encoders (``inputs = "features"``)
+        self.features = isinstance(self.dataset, FeatureDataset)
         self.classes = list(self.dataset.classes)
-        self.splits = {s: list(self.dataset.split(s)) for s in ("train", "val", "test")}
+        if self.features:
+            self.splits = {s: feature_records(self.dataset, s) for s in ("train", "val", "test")}
+        else:
+            self.splits = {s: list(self.dataset.split(s)) for s in ("train", "val", "test")}
         for s in ("train", "test"):
             if not self.splits[s]:
                 raise DataError(f"dataset {config.dataset.name!r}: the {s} split is empty")
@@ -107,6 +108,7 @@ class Trainer:
         seed_everything(config.seed)  # initial weights depend on the seed alone
         self.model, self.preprocess = build_pipeline(
             config, registry, native_image_size=getattr(self.dataset, "native_image_size", None))
+        self._check_inputs()
         self.multi_label = any(len(r.labels) > 1 for r in self.splits["train"])
         #: the recipe's extra modules (classifier heads, discriminators, ...): in checkpoints
         #: until training ends, never in the final weights
@@ -115,6 +117,21 @@ class Trainer:
         self._prepared: dict[str, PreparedTexts] = {}
         self._ddp: nn.Module | None = None
         self._stage_loader = None  # the training loader of the stage in progress
+
+    def _check_inputs(self) -> None:
+        """Raw pairs need raw-input encoders, feature datasets feature-level ones."""
+        wanted = "features" if self.features else "raw"
+        for key, enc in (("pipeline.text.encoder", self.model.text_encoder),
+                         ("pipeline.image.encoder", self.model.image_encoder)):
+            if getattr(enc, "inputs", "raw") != wanted:
+                name = self.config.pipeline.text.encoder.name if "text" in key else \
+                    self.config.pipeline.image.encoder.name
+                what = ("pre-extracted features" if self.features else "raw images and texts")
+                raise ConfigError(
+                    f"{key}: {name!r} reads {getattr(enc, 'inputs', 'raw')} inputs, but dataset"
+                    f" {self.config.dataset.name!r} provides {what}; "
+                    + ("use the feature-level encoders (`vector-mlp`, e.g. --preset "
+                       "daer-features)" if self.features else "use encoders for raw data"))
 
     def _stage_config(self, stage: str) -> StageConfig:
         """``train.stages.<stage>``, or the defaults when the config does not name it."""
@@ -554,6 +571,7 @@ class Trainer:
         main = self.dist.is_main
         if not resume and main:
             rd.refuse_foreign_folder(self.run_dir)
+
         with rd.RunLock(self.run_dir) if main else contextlib.nullcontext():
             optimizers = None
             if main:
@@ -596,6 +614,7 @@ class Trainer:
                     log.warning("data: %s", problem.get("message"))
                 train_texts = [r.text for r in self.splits["train"]]
                 self.model.text_encoder.fit(train_texts)
+                self._materialize()
                 self.model.to(self.device)
                 self.heads.to(self.device)
                 self._save(None)
@@ -607,6 +626,21 @@ class Trainer:
                 self._next_stage()
             self._restore("final")
             self.model.to(self.device)
+
+    @torch.no_grad()
+    def _materialize(self) -> None:
+        """Give lazily sized layers (feature encoders infer their input width) their shapes
+        with one small forward pass, before any optimizer or checkpoint sees them."""
+        if not any(isinstance(p, nn.parameter.UninitializedParameter)
+                   for p in self.model.parameters()):
+            return
+        records = self.splits["train"][:2]
+        was = self.model.training
+        self.model.eval()
+        self.model.encode_text(self.preprocess.text([r.text for r in records]))
+        self.model.encode_image(torch.stack([self.preprocess.image_eval(r.load_image())
+                                             for r in records]))
+        self.model.train(was)
 
     def _prepare_devices(self) -> None:
         """Memory layout, compilation and the multi-process wrapper, once the weights are in
