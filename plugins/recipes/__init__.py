@@ -3,6 +3,7 @@ trainer. ``daer-three-stage`` is Algorithm 1 of the DAER paper, the default of e
 """
 from registry import hookimpl
 
+from . import acmr, dscmr
 from .daer_three_stage import DAERThreeStageParams, make_daer_three_stage
 
 
@@ -10,3 +11,5 @@ from .daer_three_stage import DAERThreeStageParams, make_daer_three_stage
 def daer_register_components(registry) -> None:
     registry.add("recipe", "daer-three-stage", factory=make_daer_three_stage,
                  params=DAERThreeStageParams)
+    dscmr.register(registry)
+    acmr.register(registry)
