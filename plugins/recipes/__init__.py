@@ -3,7 +3,7 @@ trainer. ``daer-three-stage`` is Algorithm 1 of the DAER paper, the default of e
 """
 from registry import hookimpl
 
-from . import acmr, dscmr
+from . import acmr, cm_gans, dscmr
 from .daer_three_stage import DAERThreeStageParams, make_daer_three_stage
 
 
@@ -13,3 +13,4 @@ def daer_register_components(registry) -> None:
                  params=DAERThreeStageParams)
     dscmr.register(registry)
     acmr.register(registry)
+    cm_gans.register(registry)

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from daer_core.config import load_run_config
@@ -18,6 +19,8 @@ from daer_core.training.api import train_and_evaluate
 from daer_core.training.trainer import Trainer
 from plugins.recipes.acmr import (ACMR, ACMRParams, frobenius_norms, grl_lambda,
                                   modality_loss, reverse_gradient, triplet_loss)
+from plugins.recipes.cm_gans import (CMGANs, CMGANsParams, gan_loss, linear_layers,
+                                     reconstruction_loss)
 
 from test_feature_training import write_features
 
@@ -270,3 +273,127 @@ def test_acmr_resumes_exactly(tmp_path, monkeypatch):
     assert len(losses(tmp_path / "straight")) == 3
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+# -- CM-GANs ---------------------------------------------------------------------------------
+
+def test_gan_loss_is_the_binary_cross_entropy_against_real_or_fake():
+    logits = torch.tensor([[0.0], [2.0]])
+    real = (math.log(2) + math.log1p(math.exp(-2))) / 2
+    fake = (math.log(2) + math.log1p(math.exp(2))) / 2
+    assert gan_loss(logits, True).item() == pytest.approx(real, rel=1e-6)
+    assert gan_loss(logits, False).item() == pytest.approx(fake, rel=1e-6)
+
+
+def test_reconstruction_loss_is_the_mean_squared_error():
+    recon = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    assert reconstruction_loss(recon, target).item() == pytest.approx((4 + 9) / 4)
+
+
+def _cm_gans_setup(**params):
+    from plugins.vectors.mlp import VectorMLPParams, VectorImageEncoder, VectorTextEncoder
+
+    torch.manual_seed(0)
+    enc = VectorMLPParams(hidden=[4, 3], out_dim=2)
+    model = ToyModel(2)
+    model.text_encoder, model.image_encoder = VectorTextEncoder(enc), VectorImageEncoder(enc)
+    model.encode_image(torch.randn(4, 5))        # input widths: image 5, text 3
+    model.encode_text({"features": torch.randn(4, 3)})
+    recipe = CMGANs(CMGANsParams(**params))
+    extras = nn.ModuleDict(recipe.setup(model, num_classes=2, multi_label=False))
+    return recipe, model, extras
+
+
+def test_cm_gans_shares_the_upper_layers_and_ties_the_decoders_last_layer():
+    recipe, model, extras = _cm_gans_setup(shared_layers=2)
+    (tnet, tidx), (inet, iidx) = linear_layers(model.text_encoder), \
+        linear_layers(model.image_encoder)
+    assert inet[iidx[-1]] is tnet[tidx[-1]] and inet[iidx[-2]] is tnet[tidx[-2]]
+    assert inet[iidx[0]] is not tnet[tidx[0]]       # the first layer reads its own width
+    # the decoder's last layer is the transposed first encoder weight: s -> (B, 5)
+    s = torch.randn(3, 2)
+    recon = extras["decode_image"](s, model.image_encoder)
+    hidden = extras["decode_image"].layers(s)
+    assert torch.allclose(recon, hidden @ inet[iidx[0]].weight)
+    assert recon.shape == (3, 5)
+    with pytest.raises(ValueError, match="shared_layers"):
+        _cm_gans_setup(shared_layers=3)
+
+
+def test_cm_gans_terms_match_their_definitions():
+    recipe, model, extras = _cm_gans_setup(label_weight=2.0, recon_weight=3.0, adv_weight=0.5)
+    model.train()
+    img, txt = torch.randn(4, 5), torch.randn(4, 3)
+    labels = torch.eye(2)[[0, 1, 0, 1]]
+    batch = TrainBatch(ids=list("abcd"), text={"features": txt}, images=img, labels=labels)
+    g = recipe.losses("cm-gans", "generator", model, extras, batch)
+    s_i, s_t = model.encode_image(img), model.encode_text(batch.text)
+    # the standardised inputs: batch statistics (biased variance), as the batch norm reads them
+    x_i = (img - img.mean(0)) / torch.sqrt(img.var(0, unbiased=False) + 1e-5)
+    x_t = (txt - txt.mean(0)) / torch.sqrt(txt.var(0, unbiased=False) + 1e-5)
+    r_i = extras["decode_image"](s_i, model.image_encoder)
+    r_t = extras["decode_text"](s_t, model.text_encoder)
+    y = torch.tensor([0, 1, 0, 1])
+    label = F.cross_entropy(extras["label"](s_i), y) + F.cross_entropy(extras["label"](s_t), y)
+    recon = ((r_i - x_i) ** 2).mean() + ((r_t - x_t) ** 2).mean()
+    bce = F.binary_cross_entropy_with_logits
+    di, dt = extras["inter"](s_i), extras["inter"](s_t)
+    inter = bce(di, torch.zeros_like(di)) + bce(dt, torch.ones_like(dt))
+    first_i = linear_layers(model.image_encoder)[0][linear_layers(model.image_encoder)[1][0]]
+    first_t = linear_layers(model.text_encoder)[0][linear_layers(model.text_encoder)[1][0]]
+    fi = extras["intra_image"].head(torch.relu(r_i @ first_i.weight.T + first_i.bias))
+    ft = extras["intra_text"].head(torch.relu(r_t @ first_t.weight.T + first_t.bias))
+    intra = bce(fi, torch.ones_like(fi)) + bce(ft, torch.ones_like(ft))
+    for name, value in (("label", label), ("recon", recon), ("inter", inter),
+                        ("intra", intra)):
+        assert g[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    assert g["loss"].item() == pytest.approx(
+        (2.0 * label + 3.0 * recon + 0.5 * (inter + intra)).item(), rel=1e-5)
+    # the discriminators: images real for D_inter, originals real for D_I / D_T
+    d = recipe.losses("cm-gans", "discriminator", model, extras, batch)
+    ri = extras["intra_image"].head(torch.relu(x_i @ first_i.weight.T + first_i.bias))
+    rt = extras["intra_text"].head(torch.relu(x_t @ first_t.weight.T + first_t.bias))
+    d_inter = bce(di, torch.ones_like(di)) + bce(dt, torch.zeros_like(dt))
+    d_intra = (bce(ri, torch.ones_like(ri)) + bce(fi, torch.zeros_like(fi))
+               + bce(rt, torch.ones_like(rt)) + bce(ft, torch.zeros_like(ft)))
+    assert d["inter"].item() == pytest.approx(d_inter.item(), rel=1e-5)
+    assert d["intra"].item() == pytest.approx(d_intra.item(), rel=1e-5)
+    assert d["loss"].item() == pytest.approx((d_inter + d_intra).item(), rel=1e-5)
+
+
+def test_cm_gans_steps_alternate_generators_then_discriminators(tmp_path, monkeypatch):
+    root = write_features(tmp_path / "f.npz")
+    cfg = adversarial_config(root, "cm-gans", "cm-gans", epochs=1)
+    for side in ("text", "image"):
+        cfg["pipeline"][side]["encoder"]["params"]["hidden"] = [32, 32]
+    trainer = Trainer(load_run_config(cfg), tmp_path / "run")
+    seen = _snapshots(trainer, monkeypatch)
+    trainer.train()
+    assert [s for s, _ in seen[:4]] == ["generator", "discriminator"] * 2
+    moved = changed_by_each_step(seen)
+    names = set(seen[0][1])
+    generators = {k for k in names if k.startswith(
+        ("model.text_encoder", "model.image_encoder", "heads.label", "heads.decode_"))}
+    discriminators = {k for k in names if k.startswith(
+        ("heads.inter", "heads.intra_"))}
+    assert generators and discriminators and generators | discriminators == names
+    assert moved["generator"] == generators
+    assert moved["discriminator"] == discriminators
+    # the shared upper layers stayed one: equal weights in both encoders after training
+    t, i = trainer.model.text_encoder.net, trainer.model.image_encoder.net
+    assert torch.equal(t[-1].weight, i[-1].weight) and t[-1] is i[-1]
+
+
+def test_cm_gans_retrieves_far_above_chance_on_synthetic_features(tmp_path):
+    root = write_features(tmp_path / "f.npz")
+    cfg = adversarial_config(root, "cm-gans", "cm-gans", epochs=5, lr=5e-3)
+    for side in ("text", "image"):
+        cfg["pipeline"][side]["encoder"]["params"]["hidden"] = [32, 32]
+    metrics = train_and_evaluate(load_run_config(cfg), tmp_path / "run")
+    assert metrics["avg"] > metrics["chance"] + 0.4
+    log = epochs_of(tmp_path / "run")
+    assert {"train_generator_label", "train_generator_recon", "train_generator_inter",
+            "train_generator_intra", "train_discriminator_inter",
+            "train_discriminator_intra"} <= set(log[0])
+    assert log[-1]["train_generator_recon"] < log[0]["train_generator_recon"]
