@@ -243,9 +243,16 @@ def test_acmr_retrieves_far_above_chance_on_synthetic_features(tmp_path):
     assert log[0]["train_features_lambda"] < log[-1]["train_features_lambda"]
 
 
-def test_acmr_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", ["acmr", "cm-gans"])
+def test_adversarial_recipes_resume_exactly(tmp_path, monkeypatch, recipe):
     root = write_features(tmp_path / "f.npz")
-    cfg = lambda: load_run_config(adversarial_config(root, "acmr", "acmr", epochs=3))  # noqa
+
+    def cfg():
+        raw = adversarial_config(root, recipe, recipe, epochs=3)
+        for side in ("text", "image"):  # cm-gans shares the last two layers: needs two
+            raw["pipeline"][side]["encoder"]["params"]["hidden"] = [32, 32]
+        return load_run_config(raw)
+
     straight = Trainer(cfg(), tmp_path / "straight")
     straight.train()
 
@@ -254,7 +261,7 @@ def test_acmr_resumes_exactly(tmp_path, monkeypatch):
 
     def dying(self, stage, optimizers):
         calls["n"] += 1
-        if calls["n"] == 3:  # after two epochs: Adam moments and the lambda counter built up
+        if calls["n"] == 3:  # after two epochs: Adam moments (and ACMR's lambda counter)
             raise KeyboardInterrupt
         return real(self, stage, optimizers)
 
