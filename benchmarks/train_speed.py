@@ -125,7 +125,7 @@ def bare_rate(trainer, stage: str, batch: int, steps: int = 4) -> float:
     from daer_core.data.loader import Collate, PairTorchDataset
     spec = trainer.recipe.stage(stage)
     ds = PairTorchDataset(trainer.splits["train"][:batch], trainer.preprocess.image_train,
-                          with_images=spec.images, prepared=trainer._prepared_texts("train"))
+                          with_images=spec.images)  # texts prepared once, below, untimed
     tb = trainer._on_device(Collate(len(trainer.classes))([ds[i] for i in range(len(ds))]), spec)
     opt = trainer._optimizers(stage)["main"]
     trainer.model.train()
