@@ -8,11 +8,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..evaluation.plots import format_table1, plot_pr_curves, plot_retrieval_examples
+from ..evaluation.plots import plot_pr_curves, plot_retrieval_examples
 from ..evaluation.retrieval import embed_records, evaluate_embedded
 from ..interfaces import PairRecord
 from .checkpoint import atomic_write_json
-from .runtime import resolve_bf16
+from .runtime import resolve_bf16, resolve_workers
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
     """
     run_dir = Path(run_dir)
     emb = embed_records(model, preprocess, records, device=device,
+                        num_workers=resolve_workers(config.train.num_workers,
+                                                    torch.device(device)),
                         bf16=resolve_bf16(config.train.bf16, torch.device(device)),
                         desc=f"embedding {split}")
     rep, scores = evaluate_embedded(model, emb, block_size=config.evaluate.block_size,
@@ -47,7 +49,3 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
                                 emb.labels, classes, run_dir / "examples.png",
                                 queries=config.evaluate.examples)
     return rep
-
-
-def table1(metrics: dict, title: str = "") -> str:
-    return format_table1(metrics, title)
