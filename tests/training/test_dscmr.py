@@ -70,7 +70,7 @@ def test_j3_is_the_mean_distance_of_paired_features():
 
 
 class Fixed(nn.Module):
-    """An encoder that returns given features (and keeps one parameter for the optimizer)."""
+    """An encoder that returns given features, whatever its inputs."""
 
     def __init__(self, out: torch.Tensor):
         super().__init__()
@@ -143,3 +143,20 @@ def test_dscmr_trains_far_above_chance_and_resumes(tmp_path):
     assert again["avg"] == pytest.approx(metrics["avg"])
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert "train_j2_discrimination" in log and "train_j1_label" in log
+
+
+def test_the_table1_config_runs_dscmr_as_a_recipe_cell_with_its_validated_settings():
+    from pathlib import Path
+
+    from daer_core.benchmark import load_benchmark_config
+    from daer_core.benchmark.cells import daer_run_config
+
+    path = Path(__file__).resolve().parents[2] / "configs/benchmarks/table1-wikipedia-features.yaml"
+    config, _ = load_benchmark_config(path)
+    dataset = config.datasets["wikipedia"]
+    run = load_run_config(daer_run_config(config.methods["DSCMR"], dataset, seed=3))
+    assert run.train.recipe.name == "dscmr" and run.train.recipe.params["alpha"] == 1.0
+    assert run.pipeline.relation.name == "cosine" and run.seed == 3
+    assert run.dataset.params["val_fraction"] == 0.1
+    features = load_run_config(daer_run_config(config.methods["DAER-features"], dataset, 0))
+    assert features.train.recipe.name == "daer-three-stage"
