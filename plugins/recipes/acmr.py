@@ -47,7 +47,7 @@ from torch import nn
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
 from registry import Params
 
-from .daer_three_stage import classification_loss
+from .daer_three_stage import classification_loss, common_space_dim
 
 
 class ACMRParams(Params):
@@ -155,12 +155,7 @@ class ACMR(TrainingRecipe):
     def setup(self, model: nn.Module, num_classes: int, multi_label: bool
               ) -> dict[str, nn.Module]:
         self.multi_label = multi_label
-        dim = int(model.text_encoder.out_dim)
-        if int(model.image_encoder.out_dim) != dim:
-            raise ValueError(
-                f"acmr projects both modalities into one common space, but the text encoder "
-                f"outputs {dim} and the image encoder {model.image_encoder.out_dim}; give both "
-                f"the same out_dim")
+        dim = common_space_dim(model, "acmr")
         return {"label": nn.Linear(dim, num_classes), "modality": ModalityClassifier(dim),
                 "progress": BatchCounter()}
 

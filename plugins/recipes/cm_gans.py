@@ -47,7 +47,7 @@ from torch import nn
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
 from registry import Params
 
-from .daer_three_stage import classification_loss
+from .daer_three_stage import classification_loss, common_space_dim
 
 
 class CMGANsParams(Params):
@@ -85,6 +85,12 @@ def linear_layers(encoder: nn.Module) -> tuple[nn.Sequential, list[int]]:
     return net, [i for i, m in enumerate(net) if isinstance(m, nn.Linear)]
 
 
+def first_linear(encoder: nn.Module) -> nn.Linear:
+    """The encoder's first linear layer (the one that reads the modality's own input)."""
+    net, idx = linear_layers(encoder)
+    return net[idx[0]]
+
+
 def standardised(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the encoder's first linear layer reads: the batch-normed input (no gradient)."""
     net, idx = linear_layers(encoder)
@@ -115,8 +121,7 @@ class TiedDecoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, s: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
-        net, idx = linear_layers(encoder)
-        return F.linear(self.layers(s), net[idx[0]].weight.T)
+        return F.linear(self.layers(s), first_linear(encoder).weight.T)
 
 
 class IntraDiscriminator(nn.Module):
@@ -128,8 +133,7 @@ class IntraDiscriminator(nn.Module):
                                   nn.Linear(max(1, width // 2), 1))
 
     def forward(self, x: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
-        net, idx = linear_layers(encoder)
-        first = net[idx[0]]
+        first = first_linear(encoder)
         return self.head(F.relu(F.linear(x, first.weight.detach(), first.bias.detach())))
 
 
@@ -166,13 +170,9 @@ class CMGANs(TrainingRecipe):
     def setup(self, model: nn.Module, num_classes: int, multi_label: bool
               ) -> dict[str, nn.Module]:
         self.multi_label = multi_label
-        dim = int(model.text_encoder.out_dim)
-        if int(model.image_encoder.out_dim) != dim:
-            raise ValueError(
-                f"cm-gans learns one common space, but the text encoder outputs {dim} and the "
-                f"image encoder {model.image_encoder.out_dim}; give both the same out_dim")
+        dim = common_space_dim(model, "cm-gans")
         self._share_upper_layers(model)
-        first = {m: linear_layers(enc)[0][linear_layers(enc)[1][0]].out_features
+        first = {m: first_linear(enc).out_features
                  for m, enc in (("image", model.image_encoder), ("text", model.text_encoder))}
         return {"label": nn.Linear(dim, num_classes),
                 "decode_image": TiedDecoder(model.image_encoder),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from daer_core.errors import ConfigError
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
 from registry import Params
 
@@ -29,6 +30,18 @@ def shared_label_target(text_labels: torch.Tensor, image_labels: torch.Tensor) -
     """The Frobenius target T: ``T[q, p] = 1`` when text q and image p share a label
     (both ``(N, C)`` multi-hot)."""
     return (text_labels @ image_labels.T > 0).to(text_labels.dtype)
+
+
+def common_space_dim(model: nn.Module, recipe: str) -> int:
+    """The width of the one space both encoders project into, for recipes that compare or
+    classify text and image embeddings with the same modules; a config error naming the
+    recipe when the encoders' ``out_dim`` differ."""
+    dt, di = int(model.text_encoder.out_dim), int(model.image_encoder.out_dim)
+    if dt != di:
+        raise ConfigError(
+            f"train.recipe {recipe!r} learns one common space, but the text encoder outputs"
+            f" {dt} and the image encoder {di}; give both the same out_dim")
+    return dt
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool

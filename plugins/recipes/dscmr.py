@@ -32,6 +32,8 @@ from daer_core.errors import ConfigError
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
 from registry import Params
 
+from .daer_three_stage import common_space_dim
+
 
 class DSCMRParams(Params):
     """Params of the ``dscmr`` recipe; the stage itself is configured under
@@ -101,11 +103,7 @@ class DSCMR(TrainingRecipe):
 
     def setup(self, model: nn.Module, num_classes: int, multi_label: bool
               ) -> dict[str, nn.Module]:
-        dt, di = int(model.text_encoder.out_dim), int(model.image_encoder.out_dim)
-        if dt != di:
-            raise ConfigError(
-                f"train.recipe 'dscmr' learns one common space, but the text encoder outputs {dt}"
-                f" and the image encoder {di}; give both the same out_dim")
+        dt = common_space_dim(model, "dscmr")
         if self.params.share_last_layer:
             self._tie_last_layers(model)
         return {"classifier": nn.Linear(dt, num_classes, bias=self.params.classifier_bias)}
