@@ -253,30 +253,16 @@ class Trainer:
     # -- one stage of the recipe ------------------------------------------------------------
     def _stage_params(self, stage: str, step: str) -> list[nn.Parameter]:
         """Trainable parameters of ``(stage, step)``, each once."""
-        seen: set[int] = set()
-        out = []
-        for mod in self.recipe.trainable(stage, step, self.model, self.heads):
-            for p in mod.parameters():
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-        return out
+        return _unique(p for mod in self.recipe.trainable(stage, step, self.model, self.heads)
+                       for p in mod.parameters() if p.requires_grad)
 
     def _pretrained_params(self, stage: str) -> list[nn.Parameter]:
         """Parameters the stage's encoders loaded from pretrained weights (see
         ``pretrained_parameters()`` on the encoder interfaces)."""
-        spec = self.recipe.stage(stage)
-        seen: set[int] = set()
-        out = []
-        for step in spec.steps:
-            for mod in self.recipe.trainable(stage, step, self.model, self.heads):
-                for sub in mod.modules():
-                    if isinstance(sub, (TextEncoder, ImageEncoder)):
-                        for p in sub.pretrained_parameters():
-                            if id(p) not in seen:
-                                seen.add(id(p))
-                                out.append(p)
-        return out
+        return _unique(p for step in self.recipe.stage(stage).steps
+                       for mod in self.recipe.trainable(stage, step, self.model, self.heads)
+                       for sub in mod.modules() if isinstance(sub, (TextEncoder, ImageEncoder))
+                       for p in sub.pretrained_parameters())
 
     def _optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
         """One optimizer per step of the stage, over that step's parameters; pretrained ones
@@ -666,6 +652,12 @@ class Trainer:
                                        device=self.device)
             self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
         return self.dist.broadcast(metrics)
+
+
+def _unique(params) -> list[nn.Parameter]:
+    """``params`` in order, each parameter once (modules may share layers)."""
+    seen: set[int] = set()
+    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
 
 
 class _RecipeModule(nn.Module):
