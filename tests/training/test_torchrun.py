@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_tiny_config
-
 pytestmark = pytest.mark.slow
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -30,8 +28,8 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture
-def config_file(tmp_path) -> Path:
-    cfg = make_tiny_config()
+def config_file(tmp_path, tiny_config) -> Path:
+    cfg = tiny_config()
     cfg["train"]["stages"]["relation"]["epochs"] = 3
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
