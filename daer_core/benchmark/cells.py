@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import DaerError
+from ..errors import ConfigError, DaerError
 from ..evaluation.metrics import retrieval_report
-from .config import DatasetEntry, MethodEntry
+from .config import DatasetEntry, MethodEntry, ResampleConfig
 from .data import BenchmarkData
 
 log = logging.getLogger(__name__)
@@ -121,19 +121,40 @@ def run_baseline(registry, entry: MethodEntry, data: BenchmarkData, rows: np.nda
     return Measured(metrics, m["seconds"], m["peak_mb"], len(rows), len(ev.labels))
 
 
-def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int) -> dict[str, Any]:
+def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int,
+                    resample: ResampleConfig | None = None) -> dict[str, Any]:
     """The run config handed to the trainer: the method's ``daer`` block, the run's seed, and
-    the dataset entry's ``daer_dataset`` (else its ``dataset``) unless the block names one."""
+    the dataset entry's ``daer_dataset`` (else its ``dataset``) unless the block names one.
+
+    Paired runs: with a ``subsample`` resample and a dataset that carves its validation split
+    (its params set ``val_fraction``), the carve of run r uses run r's seed and
+    ``val_fraction = 1 - fraction``, so the cell trains on exactly the rows the baselines of
+    run r fit on (:func:`~daer_core.benchmark.data.resample_indices`) and stops early on the
+    rows they leave out; Table 2's signed-rank test then pairs like with like.
+    """
     cfg = copy.deepcopy(entry.daer or {})
     cfg["seed"] = seed
     if "dataset" not in cfg:
         ref = dataset.daer_dataset or dataset.dataset
         cfg["dataset"] = ref.model_dump()
+        params = cfg["dataset"].setdefault("params", {})
+        if resample is not None and resample.mode == "subsample" and "val_fraction" in params:
+            carved = 1.0 - resample.fraction
+            if abs(float(params["val_fraction"]) - carved) > 1e-9:
+                slot = "daer_dataset" if dataset.daer_dataset else "dataset"
+                raise ConfigError(
+                    f"{slot}.params.val_fraction is {params['val_fraction']} but"
+                    f" resample.fraction {resample.fraction} leaves {carved:.6g} of the"
+                    f" training split out; set val_fraction to {carved:.6g} so trained cells"
+                    f" validate on exactly the rows the baselines do not fit on")
+            params["val_fraction"] = carved
+            params["seed"] = seed
     return cfg
 
 
 def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Path,
-             train_fn: Callable[..., dict] | None = None) -> Measured:
+             train_fn: Callable[..., dict] | None = None,
+             resample: ResampleConfig | None = None) -> Measured:
     """Train and evaluate DAER through the core training API (imported only when needed).
 
     An interrupted cell resumes from its last checkpoint; a folder left without any
@@ -141,7 +162,7 @@ def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Pat
     """
     if train_fn is None:
         from ..training.api import train_and_evaluate as train_fn
-    cfg = daer_run_config(entry, dataset, seed)
+    cfg = daer_run_config(entry, dataset, seed, resample)
     latest = cell_dir / "checkpoints" / "LATEST"
     resume = latest.is_file()
     if not resume and cell_dir.exists():

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..data.splits import carve
 from ..errors import ConfigError, DataError
 from ..interfaces.data import FeatureDataset, FeatureSplit, PairDataset
 from .config import DatasetEntry, ResampleConfig
@@ -180,5 +181,10 @@ def resample_indices(n: int, policy: ResampleConfig, seed: int) -> np.ndarray:
         return np.arange(n)
     if policy.mode == "bootstrap":
         return np.sort(rng.integers(0, n, size=n))
-    k = max(2, int(round(policy.fraction * n)))
-    return np.sort(rng.choice(n, size=min(k, n), replace=False))
+    # the kept part of the seeded carve a trained cell's dataset makes with the same seed
+    # (``val_fraction = 1 - fraction``): a baseline of run r fits on exactly the rows DAER-style
+    # cells of run r train on, so Table 2's signed-rank test compares paired runs
+    kept, _ = carve(list(range(n)), 1.0 - policy.fraction, seed)
+    if len(kept) < 2:
+        raise ValueError(f"resample keeps {len(kept)} of {n} training rows; at least 2 needed")
+    return np.asarray(kept, dtype=np.int64)

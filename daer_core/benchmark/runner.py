@@ -75,7 +75,8 @@ def check_components(config: BenchmarkConfig, registry) -> None:
             continue
         for dkey, d in config.datasets.items():
             try:
-                load_run_config(daer_run_config(m, d, config.seed), registry=registry)
+                load_run_config(daer_run_config(m, d, config.seed, config.resample),
+                                registry=registry)
             except ConfigError as exc:
                 problems.append(f"methods.{key}.daer (dataset {dkey}): {exc}")
     if problems:
@@ -88,8 +89,9 @@ def cell_hash(config: BenchmarkConfig, method: str, dataset: str, run: int) -> s
     spec = {"method": entry.model_dump(), "run": run, "seed": config.seed + run,
             "dataset": config.datasets[dataset].model_dump(exclude={"label"}),
             "eval_split": config.eval_split}
-    if entry.kind == "baseline":
-        spec["resample"] = config.resample.model_dump()
+    # trained cells depend on it too: their validation carve pairs them with the baselines'
+    # subsample (cells.daer_run_config)
+    spec["resample"] = config.resample.model_dump()
     return spec_hash(spec)
 
 
@@ -179,7 +181,7 @@ def _run_cell(config, registry, d, m, r, data, sources, out_dir, daer_train_fn) 
         # training run of the old one
         cell_dir = (out_dir / "daer" / _safe(m) / _safe(d)
                     / f"run-{r}-{cell_hash(config, m, d, r)[:12]}")
-        return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn)
+        return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn, config.resample)
     if d not in data:
         data[d] = load_benchmark_data(d, ds_entry, config.eval_split, registry,
                                       out_dir / "cache")

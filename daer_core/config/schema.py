@@ -51,6 +51,16 @@ class OptimizerConfig(Strict):
     lr: float = Field(0.01, gt=0, allow_inf_nan=False)  # inf passed gt=0 and broke training
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam/AdamW only: decay rates of the first and second "
+        "moment estimates (adversarial methods often use beta1 = 0.5)")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_unit_interval(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
 
 
 class StageConfig(Strict):

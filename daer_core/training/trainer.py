@@ -278,9 +278,11 @@ class Trainer:
                 out[step] = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum,
                                             weight_decay=oc.weight_decay)
             elif oc.name == "adam":
-                out[step] = torch.optim.Adam(params, lr=oc.lr, weight_decay=oc.weight_decay)
+                out[step] = torch.optim.Adam(params, lr=oc.lr, betas=oc.betas,
+                                             weight_decay=oc.weight_decay)
             else:
-                out[step] = torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+                out[step] = torch.optim.AdamW(params, lr=oc.lr, betas=oc.betas,
+                                              weight_decay=oc.weight_decay)
         return out
 
     def _autocast(self):

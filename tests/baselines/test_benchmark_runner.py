@@ -245,3 +245,44 @@ def test_component_problems_are_reported_before_any_cell_runs(tmp_path, reg):
     assert "methods.DAER.daer" in str(info.value) and "no-such-preset" in str(info.value)
     assert "methods.KCCA" in str(info.value) and "rank" in str(info.value)
     assert plug.STATE["fits"] == 0 and not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_trained_cells_train_on_the_rows_the_baselines_of_the_same_run_fit_on(tmp_path):
+    """Paired runs: in run r a trained cell's dataset carves its validation split with run
+    r's seed and 1 - fraction, so it trains on exactly the baselines' subsample of run r and
+    validates on the rows they leave out (Table 2's signed-rank test pairs run with run)."""
+    import numpy as np
+    import scipy.io
+
+    from daer_core.benchmark.cells import daer_run_config
+    from daer_core.benchmark.config import DatasetEntry, MethodEntry, ResampleConfig
+    from daer_core.benchmark.data import resample_indices
+    from plugins.datasets.features import FeaturesParams, load_features
+
+    n = 53
+    rng = np.random.default_rng(0)
+    scipy.io.savemat(tmp_path / "f.mat", {
+        "train_img": np.arange(n)[:, None] * np.ones((1, 4)), "train_txt": rng.random((n, 3)),
+        "train_lab": np.arange(n) % 3, "test_img": rng.random((6, 4)),
+        "test_txt": rng.random((6, 3)), "test_lab": np.arange(6) % 3})
+    dataset = DatasetEntry(dataset={"name": "features", "params": {"root": str(tmp_path)}},
+                           daer_dataset={"name": "features",
+                                         "params": {"root": str(tmp_path), "val_fraction": 0.1}})
+    method = MethodEntry(daer={"preset": "daer-features"})
+    policy = ResampleConfig(mode="subsample", fraction=0.9)
+    seen = []
+    for seed in (0, 1, 2):
+        rows = resample_indices(n, policy, seed)
+        params = daer_run_config(method, dataset, seed, policy)["dataset"]["params"]
+        ds = load_features(FeaturesParams(**params))
+        trained = ds.features("train").image[:, 0].astype(int).tolist()
+        validated = ds.features("val").image[:, 0].astype(int).tolist()
+        assert trained == rows.tolist()
+        assert sorted(trained + validated) == list(range(n))
+        seen.append(tuple(trained))
+    assert len(set(seen)) == 3, "each run draws its own subsample"
+
+    with pytest.raises(ConfigError, match=r"daer_dataset\.params\.val_fraction is 0\.2"):
+        daer_run_config(method, DatasetEntry(
+            dataset=dataset.dataset, daer_dataset={"name": "features", "params": {
+                "root": str(tmp_path), "val_fraction": 0.2}}), 0, policy)

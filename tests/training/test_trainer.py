@@ -224,3 +224,28 @@ def test_rows_skipped_while_loading_land_in_the_run_log(tmp_path, tiny_config):
     train_and_evaluate(load_run_config(cfg), run)
     problems = [e for e in _events(run) if e["event"] == "data_problem"]
     assert any(p["code"] == "rows_skipped" and p["count"] == 1 for p in problems)
+
+
+def test_adam_betas_from_the_config_reach_the_optimizer(tmp_path, monkeypatch, tiny_config):
+    """``optimizer.betas`` (e.g. ACMR's beta1 = 0.5) is what Adam trains with; a beta
+    outside [0, 1) is refused naming the key."""
+    built = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    raw = tiny_config()
+    for stage in ("text", "image", "relation"):
+        raw["train"]["stages"][stage]["epochs"] = 1
+    raw["train"]["stages"]["relation"]["optimizer"] = {"name": "adam", "lr": 1e-3,
+                                                       "betas": [0.5, 0.99]}
+    train_and_evaluate(load_run_config(raw), tmp_path / "run")
+    assert len(built) == 1, "only the relation stage uses Adam"
+    assert all(g["betas"] == (0.5, 0.99) for g in built[0].param_groups)
+
+    raw["train"]["stages"]["relation"]["optimizer"]["betas"] = [0.9, 1.0]
+    with pytest.raises(ConfigError, match=r"train\.stages\.relation\.optimizer\.betas"):
+        load_run_config(raw)
