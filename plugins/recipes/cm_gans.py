@@ -107,6 +107,31 @@ def standardised(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
+def share_upper_layers(model: nn.Module, n: int) -> None:
+    """Make the image encoder's last ``n`` linear layers the text encoder's (one module each,
+    one set of parameters); the first linear layer of each encoder, which reads the
+    modality's own input width, always stays its own. Both encoders must be MLPs with a
+    ``net`` (``vector-mlp``); ValueError naming ``train.recipe.params.shared_layers`` when the
+    layers are too few or differ in shape."""
+    if not n:
+        return
+    tnet, tidx = linear_layers(model.text_encoder)
+    inet, iidx = linear_layers(model.image_encoder)
+    if n >= min(len(tidx), len(iidx)):
+        raise ValueError(
+            f"train.recipe.params.shared_layers: {n} shared layers need encoders with at "
+            f"least {n + 1} linear layers each (the first one reads the modality's own "
+            f"input width); give both encoders more `hidden` layers or share fewer")
+    for k in range(1, n + 1):
+        t, i = tnet[tidx[-k]], inet[iidx[-k]]
+        if t.weight.shape != i.weight.shape:
+            raise ValueError(
+                f"train.recipe.params.shared_layers: the encoders' linear layer {-k} "
+                f"differs in shape (text {tuple(t.weight.shape)}, image "
+                f"{tuple(i.weight.shape)}); give both the same hidden widths and out_dim")
+        inet[iidx[-k]] = t
+
+
 class TiedDecoder(nn.Module):
     """``d -> ... -> h1`` own layers (ReLU), then ``h1 -> D`` by the encoder's first weight,
     transposed. The encoder is passed at call time (not a submodule: no second copy)."""
@@ -148,24 +173,7 @@ class CMGANs(TrainingRecipe):
         self.multi_label = False
 
     def _share_upper_layers(self, model: nn.Module) -> None:
-        n = self.params.shared_layers
-        if not n:
-            return
-        tnet, tidx = linear_layers(model.text_encoder)
-        inet, iidx = linear_layers(model.image_encoder)
-        if n >= min(len(tidx), len(iidx)):
-            raise ValueError(
-                f"train.recipe.params.shared_layers: {n} shared layers need encoders with at "
-                f"least {n + 1} linear layers each (the first one reads the modality's own "
-                f"input width); give both encoders more `hidden` layers or share fewer")
-        for k in range(1, n + 1):
-            t, i = tnet[tidx[-k]], inet[iidx[-k]]
-            if t.weight.shape != i.weight.shape:
-                raise ValueError(
-                    f"train.recipe.params.shared_layers: the encoders' linear layer {-k} "
-                    f"differs in shape (text {tuple(t.weight.shape)}, image "
-                    f"{tuple(i.weight.shape)}); give both the same hidden widths and out_dim")
-            inet[iidx[-k]] = t
+        share_upper_layers(model, self.params.shared_layers)
 
     def setup(self, model: nn.Module, num_classes: int, multi_label: bool
               ) -> dict[str, nn.Module]:

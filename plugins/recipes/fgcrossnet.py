@@ -1,0 +1,249 @@
+"""``fgcrossnet`` — FGCrossNet (He, Peng & Xie, ACM MM 2019, "A New Benchmark and Approach for
+Fine-grained Cross-media Retrieval").
+
+**One network for every medium.** FGCrossNet learns the common representation of images and
+texts (and, in the paper, videos and audio) with one and the same network — a ResNet-50 —
+without modality-specific branches above the input. Only the *input* is modality-specific:
+a text becomes a square "image" first (characters -> embeddings -> 1-D convolutions -> an
+``L x L`` map -> a 3x3 convolution to three channels, ``L`` = 448 = the image side; the
+``char-grid`` text encoder) and then goes through the very CNN the images go through. Here:
+
+* **raw inputs** (``fgcrossnet-shapes``): the text encoder is ``char-grid``, whose CNN is
+  built from the same image-encoder spec as the run's image encoder; :meth:`setup` makes it
+  *the image encoder itself* (one module, one set of parameters);
+* **precomputed features** (``fgcrossnet``): each modality's first linear layer reads its own
+  input width (the input processing), and every layer above it is one module shared by both
+  modalities (``shared_layers``; ``null`` = all but the first, as the paper shares the whole
+  network above the input).
+
+**Three constraints** on the common representations ``s`` of all items of a batch (B images
+and B texts pooled, N = 2B items, class ``y_n``):
+
+* ``cla`` — *classification*: a linear classifier shared by the media (extra module
+  ``label``, ``d -> C``), cross entropy of the images plus cross entropy of the texts (batch
+  means, summed over the media as the paper sums its media);
+* ``center`` — *centre constraint* (compactness of a subcategory): learnable class centres
+  ``c_k`` (extra module ``centers``, ``C x d``, standard-normal start),
+  ``(1/N) sum_n ||s_n - c_{y_n}||^2``. Weighted by ``center_weight`` (0.001) for the
+  network; the centres themselves move by the term weighted by ``center_update`` (1): their
+  gradient is rescaled by ``center_update / center_weight``, as the public code rescales it
+  by 1/0.001 so that the centres learn at the optimiser's own rate;
+* ``rank`` — *ranking constraint* (sparsity between subcategories), the quadruplet loss over
+  every quadruplet ``(i, j, k, l)`` of the batch with ``y_i = y_j`` (``i != j``),
+  ``y_k != y_i``, ``y_l != y_i``, ``y_k != y_l``:
+  ``[d(i,j) - d(i,k) + margin1]_+ + [d(i,j) - d(k,l) + margin2]_+`` with Euclidean
+  distances ``d``. Each hinge is averaged over the quadruplets that violate it
+  (``quad_anchor``, ``quad_pair``; both 0 when none does), ``rank`` is their sum, weighted
+  by ``rank_weight`` (0.1). Quadruplets cross the media freely (an image anchor, its own
+  text as the positive, ...), as the public code pools all media of a batch.
+
+``loss = cla + center_weight * center + rank_weight * rank``. One stage, ``fgcrossnet``, one
+optimizer step per batch over the encoders, the classifier and the centres. Retrieval ranks by
+the cosine of the common representations. Single-label data only (the paper's fine-grained
+subcategories): the centre and the quadruplets need one class per item.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from daer_core.errors import ConfigError
+from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
+from registry import Params
+
+from .cm_gans import linear_layers, share_upper_layers
+from .daer_three_stage import classification_loss, common_space_dim
+
+
+class FGCrossNetParams(Params):
+    """Params of the ``fgcrossnet`` recipe. Defaults are the paper's / its public code's."""
+
+    center_weight: float = Field(0.001, ge=0, description="weight of the centre constraint in "
+                                 "the network's loss (public code: 0.001)")
+    center_update: float = Field(1.0, ge=0, description="weight of the centre constraint in "
+                                 "the centres' own update (public code: their gradient x "
+                                 "1/0.001, i.e. 1)")
+    rank_weight: float = Field(0.1, ge=0, description="weight of the quadruplet ranking "
+                               "constraint (public code: 0.1)")
+    margin1: float = Field(1.0, ge=0, description="quadruplet margin between d(anchor, "
+                           "positive) and d(anchor, negative) (public code: 1)")
+    margin2: float = Field(0.5, ge=0, description="quadruplet margin between d(anchor, "
+                           "positive) and d(negative, other negative) (public code: 0.5)")
+    shared_layers: int | None = Field(
+        None, ge=0, description="feature encoders (vector-mlp): their last N linear layers "
+        "are one module shared by both modalities; null = all but the first (the paper shares"
+        " the whole network above the input); 0 = none. A char-grid text encoder always "
+        "reads through the image encoder itself")
+
+
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` forwards (exactly); its gradient times ``factor`` backwards."""
+    if factor == 1.0:
+        return x
+    frozen = x.detach()
+    return frozen + factor * (x - frozen)
+
+
+def center_loss(features: torch.Tensor, classes: torch.Tensor, centers: torch.Tensor
+                ) -> torch.Tensor:
+    """``(1/N) sum_n ||f_n - c_{y_n}||^2`` for ``(N, d)`` features, ``(N,)`` class ids and
+    ``(C, d)`` centres."""
+    return (features.float() - centers.float()[classes]).pow(2).sum(dim=1).mean()
+
+
+def euclidean(x: torch.Tensor) -> torch.Tensor:
+    """``(N, N)`` Euclidean distances between the rows of ``x`` (finite gradient at 0), in
+    float32 at least."""
+    x = x if x.dtype == torch.float64 else x.float()
+    sq = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(dim=-1)
+    return sq.clamp_min(1e-12).sqrt()
+
+
+def quadruplet_terms(features: torch.Tensor, classes: torch.Tensor, margin1: float,
+                     margin2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two hinges of the quadruplet loss over every valid quadruplet of the batch, each
+    averaged over the quadruplets that violate it (0 when none does); see the module.
+
+    Computed without enumerating the N^4 quadruplets: the first hinge depends on (i, j, k)
+    only and counts once per valid l (``N - n(y_i) - n(y_k)`` of them); the second compares
+    a positive pair's distance with every valid negative pair's, through sorted distances
+    and their prefix sums (one sort per class).
+    """
+    dist = euclidean(features)
+    n = len(classes)
+    same = classes.unsqueeze(0) == classes.unsqueeze(1)
+    positive = same & ~torch.eye(n, dtype=torch.bool, device=dist.device)
+    negative = ~same
+    counts = torch.bincount(classes, minlength=int(classes.max()) + 1).to(dist.dtype)
+    # first hinge: (i, j, k) with j a positive and k a negative of i, times the number of l
+    others = n - counts[classes].unsqueeze(1) - counts[classes].unsqueeze(0)    # (i, k)
+    weight = (positive.unsqueeze(2) & negative.unsqueeze(1)).to(dist.dtype) \
+        * others.clamp_min(0).unsqueeze(1)                                      # (i, j, k)
+    hinge = F.relu(dist.unsqueeze(2) - dist.unsqueeze(1) + margin1)           # (i, j, k)
+    violated = weight * (hinge > 0).to(dist.dtype)
+    total1, count1 = (hinge * weight).sum(), violated.sum()
+    # second hinge: positive pair (i, j) of class c against ordered negative pairs (k, l)
+    # of two different classes, neither of them c
+    total2 = dist.new_zeros(())
+    count2 = dist.new_zeros(())
+    for c in torch.unique(classes[positive.any(dim=1)]).tolist():
+        anchor = classes == c
+        pairs = negative & ~anchor.unsqueeze(0) & ~anchor.unsqueeze(1)
+        if not pairs.any():
+            continue
+        values, _ = torch.sort(dist[pairs])
+        prefix = torch.cat([values.new_zeros(1), torch.cumsum(values, dim=0)])
+        bound = dist[positive & anchor.unsqueeze(1)] + margin2       # d(i, j) + margin2
+        below = torch.searchsorted(values.detach(), bound.detach())   # # negatives d < bound
+        total2 = total2 + (below.to(dist.dtype) * bound - prefix[below]).sum()
+        count2 = count2 + below.sum().to(dist.dtype)
+    first = total1 / count1 if count1 > 0 else total1 * 0
+    second = total2 / count2 if count2 > 0 else total2 * 0
+    return first, second
+
+
+def quadruplet_loss(features: torch.Tensor, classes: torch.Tensor, margin1: float,
+                    margin2: float) -> torch.Tensor:
+    """The ranking constraint: the sum of the two averaged hinges (:func:`quadruplet_terms`)."""
+    first, second = quadruplet_terms(features, classes, margin1, margin2)
+    return first + second
+
+
+class Centers(nn.Module):
+    """The learnable class centres of the centre constraint, ``(C, d)``."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.centers = nn.Parameter(torch.randn(num_classes, dim))
+
+
+def tie_backbone(model: nn.Module) -> None:
+    """Make a ``char-grid`` text encoder read through the run's image encoder (one module)."""
+    text, image = model.text_encoder, model.image_encoder
+    backbone = text.backbone
+    mine = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in image.state_dict().items()}
+    if type(backbone) is not type(image) or mine != theirs:
+        raise ConfigError(
+            "train.recipe 'fgcrossnet' runs texts through the image encoder, but the text "
+            f"encoder's backbone ({type(backbone).__name__}) is not built like the image "
+            f"encoder ({type(image).__name__}); give pipeline.text.encoder.params.backbone "
+            "and backbone_params the image encoder's name and params")
+    text.backbone = image
+
+
+class FGCrossNet(TrainingRecipe):
+    """One shared network, classification + centre + quadruplet ranking (see the module)."""
+
+    stages = (StageSpec("fgcrossnet", "FGCrossNet training", validation="retrieval",
+                        min_batch=2),)
+
+    def __init__(self, params: FGCrossNetParams | None = None):
+        self.params = params or FGCrossNetParams()
+        self.multi_label = False
+
+    def _share(self, model: nn.Module) -> None:
+        if hasattr(model.text_encoder, "backbone"):
+            tie_backbone(model)
+            return
+        n = self.params.shared_layers
+        if n == 0:
+            return
+        if not all(isinstance(getattr(enc, "net", None), nn.Sequential)
+                   for enc in (model.text_encoder, model.image_encoder)):
+            raise ConfigError(
+                "train.recipe 'fgcrossnet' shares one network between the modalities: use "
+                "vector-mlp encoders on features, or the char-grid text encoder with an image "
+                "encoder on raw pairs (train.recipe.params.shared_layers: 0 keeps two separate "
+                "networks)")
+        if n is None:
+            n = min(len(linear_layers(enc)[1])
+                    for enc in (model.text_encoder, model.image_encoder)) - 1
+        share_upper_layers(model, n)
+
+    def setup(self, model: nn.Module, num_classes: int, multi_label: bool
+              ) -> dict[str, nn.Module]:
+        if multi_label:
+            raise ConfigError(
+                "train.recipe 'fgcrossnet' needs one class per pair (its centre and "
+                "quadruplet constraints are per class), but the training split has pairs "
+                "with several labels")
+        dim = common_space_dim(model, "fgcrossnet")
+        self._share(model)
+        return {"label": nn.Linear(dim, num_classes), "centers": Centers(num_classes, dim)}
+
+    def trainable(self, stage: str, step: str, model: nn.Module,
+                  extras: nn.ModuleDict) -> list[nn.Module]:
+        return [model.text_encoder, model.image_encoder, extras["label"], extras["centers"]]
+
+    def losses(self, stage: str, step: str, model: nn.Module, extras: nn.ModuleDict,
+               batch: TrainBatch) -> dict[str, torch.Tensor]:
+        p = self.params
+        s_i = model.encode_image(batch.images)
+        s_t = model.encode_text(batch.text)
+        cla = (classification_loss(extras["label"](s_i), batch.labels, False)
+               + classification_loss(extras["label"](s_t), batch.labels, False))
+        feats = torch.cat([s_i, s_t]).float()
+        classes = batch.labels.argmax(dim=1).repeat(2)
+        centers = extras["centers"].centers
+        if p.center_weight > 0:
+            centers = scale_gradient(centers, p.center_update / p.center_weight)
+        center = center_loss(feats, classes, centers)
+        first, second = quadruplet_terms(feats, classes, p.margin1, p.margin2)
+        rank = first + second
+        loss = cla + p.center_weight * center + p.rank_weight * rank
+        return {"loss": loss, "cla": cla, "center": center, "rank": rank,
+                "quad_anchor": first, "quad_pair": second}
+
+
+def make_fgcrossnet(params: FGCrossNetParams) -> FGCrossNet:
+    """FGCrossNet (He, Peng & Xie, ACM MM 2019): one network shared by both modalities,
+    classification + centre + quadruplet ranking constraints, one joint stage.
+    """
+    return FGCrossNet(params)
+
+
+def register(registry) -> None:
+    registry.add("recipe", "fgcrossnet", factory=make_fgcrossnet, params=FGCrossNetParams)
