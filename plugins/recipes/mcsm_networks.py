@@ -1,0 +1,446 @@
+"""Networks of the ``mcsm`` method (Peng, Qi & Yuan, TIP 2018): the two modality-specific
+semantic spaces as encoders, and their adaptive fusion as a two-tower relation.
+
+MCSM builds one semantic space per modality:
+
+* the **image space**: a recurrent attention network reads the image as a sequence of regions
+  (an LSTM over the region features, then attention over its states); the text is projected
+  into this space by a network of its own (the paper: a word CNN);
+* the **text space**: a recurrent attention network reads the text as a sequence of words
+  (an LSTM over the word vectors, then attention); the image is projected into this space by
+  a network of its own (the paper: fully connected layers on the CNN's global feature).
+
+The attention of a recurrent attention network, over its LSTM states ``H = [h_1 .. h_n]``:
+``M = tanh(W_a H)``, ``a = softmax(w^T M)`` over the n positions, and the item's embedding in
+its own space is ``sum_j a_j h_j`` (:class:`AttentionPool`).
+
+Within the shared framework (two encoders and a relation; the core is unchanged) every
+encoder outputs **both** of its item's embeddings, concatenated in one fixed order,
+``[image-space part | text-space part]``, each ``dim`` wide:
+
+* an image encoder: ``[own recurrent attention embedding | projection into the text space]``;
+* a text encoder: ``[projection into the image space | own recurrent attention embedding]``.
+
+The ``mcsm-fusion`` relation then scores a text against an image with the two
+modality-specific similarities, ``sim_i`` on the first halves and ``sim_t`` on the second
+halves, fused adaptively (:func:`adaptive_fusion`).
+
+Components:
+
+* ``mcsm-vector`` (text and image encoder) for ``features`` datasets: a single vector per item
+  has no regions or words, so the recurrent attention reads the (standardised) vector as
+  ``steps`` equal chunks (``steps: 1`` = one LSTM step, where the attention weight is 1);
+* ``mcsm-image`` (image encoder) for raw images: a timm backbone; the positions of its last
+  feature map are the regions; the projection into the text space reads the map's global
+  average;
+* ``mcsm-words`` (text encoder) for raw texts: the ``word2vec-lstm`` encoder's word vectors
+  and word-level LSTM with the MCSM attention on top; the projection into the image space is a
+  word CNN (one convolution over the word vectors, max over time, a linear layer).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from daer_core.errors import ConfigError, DimensionMismatchError
+from daer_core.interfaces import ImageEncoder, TextEncoder, TwoTowerRelation
+from registry import Params
+
+
+# -- the recurrent attention network ------------------------------------------------------
+
+class AttentionPool(nn.Module):
+    """``M = tanh(W_a H)``, ``a = softmax(w^T M)`` over positions; returns ``sum_j a_j h_j``.
+
+    ``H``: ``(B, n, dim)`` LSTM states; ``mask``: ``(B, n)`` bool, True at real positions.
+    """
+
+    def __init__(self, dim: int, attention_dim: int):
+        super().__init__()
+        self.W_a = nn.Linear(dim, attention_dim, bias=False)
+        self.w = nn.Linear(attention_dim, 1, bias=False)
+
+    def weights(self, states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, n)`` attention weights (0 at masked positions, each row sums to 1)."""
+        e = self.w(torch.tanh(self.W_a(states))).squeeze(-1)
+        if mask is not None:
+            e = e.masked_fill(~mask, float("-inf"))
+        return torch.softmax(e, dim=1)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.weights(states, mask)
+        return (a.unsqueeze(-1) * states).sum(dim=1)
+
+
+class RecurrentAttention(nn.Module):
+    """An LSTM over a sequence ``(B, n, in_dim)`` and :class:`AttentionPool` over its states."""
+
+    def __init__(self, in_dim: int, dim: int, attention_dim: int):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, dim, batch_first=True)
+        self.attention = AttentionPool(dim, attention_dim)
+
+    def forward(self, seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        states, _ = self.lstm(seq)
+        return self.attention(states, mask)
+
+
+def projection(in_dim: int | None, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+    """Linear layers with ReLU between (lazy first layer when ``in_dim`` is None)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.LazyLinear(h) if width is None else nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.LazyLinear(out_dim) if width is None else nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def arrange(role: str, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``[image-space part | text-space part]`` from an encoder's own-space embedding and its
+    projection into the other modality's space."""
+    return torch.cat([own, other] if role == "image" else [other, own], dim=1)
+
+
+# -- the fusion ---------------------------------------------------------------------------
+
+Fusion = Literal["adaptive", "image", "text", "sum"]
+
+
+def minmax_cosine(sim: torch.Tensor) -> torch.Tensor:
+    """Min-max normalisation of a cosine similarity over its range ``[-1, 1]``: ``(s+1)/2``."""
+    return (sim + 1.0) / 2.0
+
+
+def adaptive_fusion(sim_i: torch.Tensor, sim_t: torch.Tensor, how: Fusion = "adaptive"
+                    ) -> torch.Tensor:
+    """``Sim = r_t * sim_i + r_i * sim_t`` with ``r_x`` the min-max normalised ``sim_x``: a pair
+    similar in one space weighs more in the other. ``image`` / ``text`` keep one space's
+    similarity (the paper's single-space variants), ``sum`` adds the two unweighted."""
+    if how == "image":
+        return sim_i
+    if how == "text":
+        return sim_t
+    if how == "sum":
+        return sim_i + sim_t
+    return minmax_cosine(sim_t) * sim_i + minmax_cosine(sim_i) * sim_t
+
+
+def split_spaces(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image-space and text-space halves of ``(N, 2 dim)`` MCSM embeddings."""
+    d = x.shape[-1] // 2
+    return x[..., :d], x[..., d:]
+
+
+def space_similarities(text: torch.Tensor, image: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sim_i, sim_t)``, each ``(Q, P)``: cosines of every text with every image in the
+    image space and in the text space."""
+    ti, tt = split_spaces(text)
+    ii, it = split_spaces(image)
+    sim_i = F.normalize(ti.float(), dim=-1) @ F.normalize(ii.float(), dim=-1).T
+    sim_t = F.normalize(tt.float(), dim=-1) @ F.normalize(it.float(), dim=-1).T
+    return sim_i, sim_t
+
+
+class MCSMFusionParams(Params):
+    """Params of the ``mcsm-fusion`` relation."""
+
+    fusion: Fusion = Field(
+        "adaptive", description="adaptive: r_t*sim_i + r_i*sim_t (the paper's fusion); image / "
+        "text: one space's similarity only; sum: sim_i + sim_t")
+
+
+class MCSMFusion(TwoTowerRelation):
+    """Scores texts against images by the adaptive fusion of the two modality-specific
+    similarities (see the module docstring). No parameters."""
+
+    def __init__(self, params: MCSMFusionParams, text_dim: int, image_dim: int):
+        super().__init__()
+        if int(text_dim) != int(image_dim) or int(text_dim) % 2:
+            raise DimensionMismatchError(
+                f"relation 'mcsm-fusion' reads [image-space | text-space] embeddings of one even "
+                f"width from both encoders, but the text encoder outputs {text_dim} and the "
+                f"image encoder {image_dim}; use the mcsm-* encoders with one dim")
+        self.params = params
+        self.in_dim = int(text_dim)
+
+    def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """All pairs: ``(Q, 2d), (P, 2d) -> (Q, P)``."""
+        sim_i, sim_t = space_similarities(text, image)
+        return adaptive_fusion(sim_i, sim_t, self.params.fusion)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Paired rows only: ``(N, 2d), (N, 2d) -> (N,)``."""
+        ti, tt = split_spaces(text)
+        ii, it = split_spaces(image)
+        return adaptive_fusion(F.cosine_similarity(ti.float(), ii.float(), dim=-1),
+                               F.cosine_similarity(tt.float(), it.float(), dim=-1),
+                               self.params.fusion)
+
+
+def make_mcsm_fusion(params: MCSMFusionParams, fused_dim: int | None = None, text_dim: int = 0,
+                     image_dim: int = 0) -> MCSMFusion:
+    """two-tower: MCSM's adaptive fusion r_t*sim_i + r_i*sim_t of the image-space and the
+    text-space cosine similarities ([image-space | text-space] embeddings from mcsm-* encoders)
+    """
+    return MCSMFusion(params, text_dim=text_dim, image_dim=image_dim)
+
+
+# -- feature-level encoders ---------------------------------------------------------------
+
+class MCSMVectorParams(Params):
+    """Params of the ``mcsm-vector`` feature encoder (text or image)."""
+
+    dim: int = Field(256, ge=1, description="width of each semantic space (the LSTM's units "
+                     "and the projection's output); the encoder outputs 2*dim")
+    steps: int = Field(1, ge=1, description="the vector is read as this many equal chunks, the "
+                       "recurrent attention's sequence (1: no regions/words in a single vector)")
+    attention_dim: int | None = Field(None, ge=1, description="width of M = tanh(W_a H); null = "
+                                      "dim")
+    hidden: list[int] = Field(default_factory=lambda: [1024], description="hidden layers of "
+                              "the projection into the other modality's space (ReLU after each)")
+    normalize: Literal["batchnorm", "none"] = Field(
+        "batchnorm", description="standardise each input dimension (running statistics)")
+
+
+class MCSMVectorNet(nn.Module):
+    def __init__(self, params: MCSMVectorParams, role: str):
+        super().__init__()
+        self.params, self.role = params, role
+        d = int(params.dim)
+        self.norm = nn.LazyBatchNorm1d(affine=False) if params.normalize == "batchnorm" \
+            else nn.Identity()
+        self.chunk = nn.LazyLinear(d)  # embeds each chunk (its width is known from the data)
+        self.own = RecurrentAttention(d, d, int(params.attention_dim or d))
+        self.other = projection(None, params.hidden, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        steps = self.params.steps
+        if x.shape[1] % steps:
+            raise ConfigError(f"mcsm-vector: a {x.shape[1]}-d vector cannot be read as {steps} "
+                              "equal chunks; set pipeline.*.encoder.params.steps to a divisor")
+        seq = self.chunk(x.reshape(x.shape[0], steps, x.shape[1] // steps))
+        return arrange(self.role, self.own(seq), self.other(x))
+
+
+class MCSMVectorImageEncoder(ImageEncoder):
+    """Image feature vectors -> ``[image-space | text-space]`` embeddings."""
+
+    inputs = "features"
+    image_size = 0
+
+    def __init__(self, params: MCSMVectorParams):
+        super().__init__()
+        self.params = params
+        self.out_dim = 2 * int(params.dim)
+        self.net = MCSMVectorNet(params, "image")
+
+    def transform(self, train: bool = False) -> Callable:
+        from plugins.vectors.mlp import ToTensor
+        return ToTensor()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class MCSMVectorTextEncoder(TextEncoder):
+    """Text feature vectors -> ``[image-space | text-space]`` embeddings."""
+
+    inputs = "features"
+
+    def __init__(self, params: MCSMVectorParams):
+        super().__init__()
+        self.params = params
+        self.out_dim = 2 * int(params.dim)
+        self.net = MCSMVectorNet(params, "text")
+
+    def prepare(self, texts: Sequence[Any]) -> dict[str, torch.Tensor]:
+        from plugins.vectors.mlp import as_batch
+        return {"features": as_batch(texts)}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(inputs["features"])
+
+
+def make_vector_text(params: MCSMVectorParams, tokenizer=None, attention=None
+                     ) -> MCSMVectorTextEncoder:
+    return MCSMVectorTextEncoder(params)
+
+
+def make_vector_image(params: MCSMVectorParams, attention=None,
+                      native_image_size: int | None = None) -> MCSMVectorImageEncoder:
+    return MCSMVectorImageEncoder(params)
+
+
+# -- raw images ---------------------------------------------------------------------------
+
+class MCSMImageParams(Params):
+    """Params of the ``mcsm-image`` encoder (raw images)."""
+
+    model: str = Field("mobilenetv3_large_100", description="timm backbone (created with "
+                       "pretrained=False: nothing is downloaded); the positions of its last "
+                       "feature map are the image regions")
+    weights_path: str | None = Field(None, description="local weight file for the backbone; "
+                                     "null = random init (a warning is logged)")
+    weights_package: str | None = Field(None, description="installed package shipping the "
+                                        "backbone's weights (see the timm encoder)")
+    size: int | Literal["auto"] = Field("auto", description="square input size; auto = the "
+                                        "dataset's native size, else the model's default")
+    dim: int = Field(256, ge=1, description="width of each semantic space; outputs 2*dim")
+    attention_dim: int | None = Field(None, ge=1, description="width of M = tanh(W_a H); null = "
+                                      "dim")
+    hidden: list[int] = Field(default_factory=lambda: [1024], description="hidden layers of "
+                              "the projection of the pooled feature map into the text space")
+
+
+class MCSMImageEncoder(ImageEncoder):
+    """timm backbone -> regions -> LSTM + attention (image space) and pooled map -> MLP (text
+    space)."""
+
+    def __init__(self, params: MCSMImageParams, native_image_size: int | None = None):
+        super().__init__()
+        from plugins.image.timm_encoder import TimmImageEncoder, TimmParams
+        self.params = params
+        cnn = TimmImageEncoder(TimmParams(model=params.model, weights_path=params.weights_path,
+                                          weights_package=params.weights_package,
+                                          size=params.size),
+                               native_image_size=native_image_size)
+        cnn.proj = nn.Identity()  # the pooled projection of the timm encoder is not used
+        self.cnn = cnn
+        self.image_size = cnn.image_size
+        was = cnn.backbone.training
+        cnn.backbone.eval()
+        with torch.no_grad():
+            fmap = cnn.backbone.forward_features(torch.zeros(1, 3, self.image_size,
+                                                             self.image_size))
+        cnn.backbone.train(was)
+        if fmap.dim() != 4:
+            raise ConfigError(f"pipeline.image.encoder.params.model: {params.model!r} has no "
+                              "spatial feature map (forward_features gave "
+                              f"{tuple(fmap.shape)}); use a convolutional backbone")
+        channels = int(fmap.shape[1])
+        self.regions = int(fmap.shape[2] * fmap.shape[3])
+        d = int(params.dim)
+        self.out_dim = 2 * d
+        self.own = RecurrentAttention(channels, d, int(params.attention_dim or d))
+        self.other = projection(channels, params.hidden, d)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        fmap = self.cnn.backbone.forward_features(images)          # (B, C, h, w)
+        regions = fmap.flatten(2).transpose(1, 2)                   # (B, h*w, C)
+        return arrange("image", self.own(regions), self.other(fmap.mean(dim=(2, 3))))
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        return self.cnn.pretrained_parameters()
+
+    def train(self, mode: bool = True) -> "MCSMImageEncoder":
+        super().train(mode)
+        self.cnn.train(mode)  # keeps a frozen backbone's batch-norm statistics
+        return self
+
+    def transform(self, train: bool = False) -> Callable:
+        return self.cnn.transform(train)
+
+
+def make_mcsm_image(params: MCSMImageParams, attention=None,
+                    native_image_size: int | None = None) -> MCSMImageEncoder:
+    """MCSM image networks: timm backbone (local weights or random init), its feature-map
+    positions as regions -> LSTM + attention (image space); pooled map -> MLP (text space)
+    """
+    if attention is not None:
+        raise ConfigError("mcsm-image has its own (recurrent) attention; set "
+                          "pipeline.image.attention: null")
+    return MCSMImageEncoder(params, native_image_size)
+
+
+# -- raw texts ----------------------------------------------------------------------------
+
+class MCSMWordsParams(Params):
+    """Params of the ``mcsm-words`` encoder (raw texts)."""
+
+    dim: int = Field(256, ge=1, description="width of each semantic space (the word LSTM's "
+                     "units); outputs 2*dim")
+    attention_dim: int | None = Field(None, ge=1, description="width of M = tanh(W_a H); null = "
+                                      "dim")
+    cnn_channels: int = Field(256, ge=1, description="filters of the word CNN that projects "
+                              "the text into the image space")
+    cnn_width: int = Field(3, ge=1, description="words per filter of the word CNN")
+    vector_size: int = Field(300, ge=1, description="word vector width (Word2Vec)")
+    vectors_path: str | None = Field(None, description="local pretrained word-vector file; "
+                                     "null trains Word2Vec on the training texts")
+    vectors_format: str = Field("auto", description="format of vectors_path (see word2vec-lstm)")
+    min_count: int = Field(2, ge=1, description="Word2Vec: ignore rarer words (-> <unk>)")
+    w2v_epochs: int = Field(10, ge=1, description="Word2Vec training passes over the texts")
+    seed: int = Field(0, description="Word2Vec seed")
+    max_tokens: int = Field(200, ge=1, description="tokens kept per text (the first ones)")
+    freeze_embeddings: bool = Field(True, description="keep the word vectors fixed")
+
+
+class MCSMWordsEncoder(TextEncoder):
+    """Word vectors -> LSTM + attention (text space) and word CNN (image space)."""
+
+    def __init__(self, params: MCSMWordsParams, tokenizer):
+        super().__init__()
+        from plugins.text.word2vec_lstm import Word2VecLSTMEncoder, Word2VecLSTMParams
+        self.params = params
+        d = int(params.dim)
+        words = Word2VecLSTMEncoder(Word2VecLSTMParams(
+            vector_size=params.vector_size, vectors_path=params.vectors_path,
+            vectors_format=params.vectors_format, min_count=params.min_count,
+            w2v_epochs=params.w2v_epochs, seed=params.seed, max_tokens=params.max_tokens,
+            freeze_embeddings=params.freeze_embeddings, hidden_size=d, out_dim=d), tokenizer)
+        words.fc = nn.Identity()  # its pooled output layer is not used
+        self.words = words
+        self.out_dim = 2 * d
+        self.attention = AttentionPool(d, int(params.attention_dim or d))
+        self.conv = nn.Conv1d(params.vector_size, params.cnn_channels, params.cnn_width,
+                              padding=params.cnn_width // 2)
+        self.to_image_space = nn.Linear(params.cnn_channels, d)
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self.words.fit(texts)
+
+    def prepare(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.words.prepare(texts)
+
+    def export_state(self) -> dict[str, Any]:
+        return self.words.export_state()
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        self.words.import_state(state)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        states, mask = self.words.token_states(inputs)              # (B, L, d), (B, L)
+        own = self.attention(states, mask)
+        vectors = self.words.embed(inputs["ids"])                   # (B, L, E)
+        feat = torch.relu(self.conv(vectors.transpose(1, 2)))[..., :mask.shape[1]]
+        feat = feat.masked_fill(~mask.unsqueeze(1), float("-inf")).amax(dim=2)
+        return arrange("text", own, self.to_image_space(feat))
+
+
+def make_mcsm_words(params: MCSMWordsParams, tokenizer, attention=None) -> MCSMWordsEncoder:
+    """MCSM text networks: Word2Vec vectors -> word LSTM + attention (text space); word CNN,
+    max over time, linear (image space)
+    """
+    if attention is not None:
+        raise ConfigError("mcsm-words has its own (recurrent) attention; set "
+                          "pipeline.text.attention: null")
+    return MCSMWordsEncoder(params, tokenizer)
+
+
+def register(registry) -> None:
+    vector = ("MCSM networks on feature vectors: recurrent attention over the vector's chunks "
+              "(own space) + MLP projection (other space), [image-space | text-space] output")
+    registry.add("text_encoder", "mcsm-vector", factory=make_vector_text,
+                 params=MCSMVectorParams, summary=vector)
+    registry.add("image_encoder", "mcsm-vector", factory=make_vector_image,
+                 params=MCSMVectorParams, summary=vector)
+    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams)
+    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams)
+    registry.add("relation", "mcsm-fusion", factory=make_mcsm_fusion, params=MCSMFusionParams)
