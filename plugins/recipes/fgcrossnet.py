@@ -218,11 +218,24 @@ class FGCrossNet(TrainingRecipe):
                   extras: nn.ModuleDict) -> list[nn.Module]:
         return [model.text_encoder, model.image_encoder, extras["label"], extras["centers"]]
 
+    @staticmethod
+    def _encode(model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The common representations of the batch's images and texts. When the texts are read
+        by the image encoder itself (``char-grid``) and their maps have the images' size, both
+        go through it as one batch, as the paper's network takes all media at once (its
+        batch-norm layers then see the statistics of both media, as at evaluation)."""
+        text = model.text_encoder
+        if getattr(text, "backbone", None) is model.image_encoder and hasattr(text, "grid"):
+            grid = text.grid(batch.text)
+            if grid.shape[1:] == batch.images.shape[1:]:
+                both = model.image_encoder(torch.cat([batch.images, grid.to(batch.images.dtype)]))
+                return both[:len(batch.images)], both[len(batch.images):]
+        return model.encode_image(batch.images), model.encode_text(batch.text)
+
     def losses(self, stage: str, step: str, model: nn.Module, extras: nn.ModuleDict,
                batch: TrainBatch) -> dict[str, torch.Tensor]:
         p = self.params
-        s_i = model.encode_image(batch.images)
-        s_t = model.encode_text(batch.text)
+        s_i, s_t = self._encode(model, batch)
         cla = (classification_loss(extras["label"](s_i), batch.labels, False)
                + classification_loss(extras["label"](s_t), batch.labels, False))
         feats = torch.cat([s_i, s_t]).float()

@@ -4,6 +4,7 @@ alternative encoder.
 """
 from registry import hookimpl
 
+from .char_grid import CharGridParams, make_char_grid
 from .dual_region import DualRegionParams, make_dual_region
 from .hf_text import HFTextParams, make_hf_text
 from .tokenizers import WordsParams, make_words
@@ -18,3 +19,6 @@ def daer_register_components(registry) -> None:
     registry.add("text_attention", "dual-region", factory=make_dual_region,
                  params=DualRegionParams)
     registry.add("text_encoder", "hf-text", factory=make_hf_text, params=HFTextParams)
+    registry.add("text_encoder", "char-grid", factory=make_char_grid, params=CharGridParams,
+                 summary="FGCrossNet's text input: characters -> 1-D convolutions -> a square "
+                 "map read by an image encoder (the run's own, under the fgcrossnet recipe)")

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -222,6 +218,71 @@ def test_every_layer_above_the_first_is_shared_by_default(shared, expected):
     assert sum(inet[i] is tnet[t] for i, t in zip(iidx[1:], tidx[1:])) == expected
 
 
+# -- raw inputs: texts read by the image network --------------------------------------------
+
+def _char_grid_model(text_backbone: dict | None = None):
+    import registry
+
+    image_params = {"model": "mobilenetv3_small_050", "out_dim": 8}
+    text = registry.create("text_encoder", "char-grid", {
+        "length": 32, "backbone": "timm",
+        "backbone_params": image_params if text_backbone is None else text_backbone})
+    model = ToyModel(8)
+    model.text_encoder = text
+    model.image_encoder = registry.create("image_encoder", "timm", image_params)
+    return model
+
+
+def test_char_grid_turns_texts_into_square_maps_of_the_alphabet():
+    model = _char_grid_model()
+    enc = model.text_encoder
+    ids = enc.prepare(["Ab c!", "\u00e9x" + "z" * 40])["chars"]
+    assert ids.shape == (2, 32) and ids.dtype == torch.long
+    # lowercased, one id per alphabet character (space = 1, a = 2, ...), 0 = padding;
+    # characters outside the alphabet are dropped, long texts truncated
+    assert ids[0, :6].tolist() == [2, 3, 1, 4, 41, 0]   # "!" is the 41st character
+    assert ids[1, 0] == enc.index["x"] and ids[1, 1:].eq(enc.index["z"]).all()
+    grid = enc.grid({"chars": ids})
+    assert grid.shape == (2, 3, 32, 32)
+    assert enc({"chars": ids}).shape == (2, 8)
+
+
+def test_fgcrossnet_reads_texts_through_the_image_encoder_itself():
+    model = _char_grid_model()
+    FGCrossNet().setup(model, 2, False)
+    assert model.text_encoder.backbone is model.image_encoder
+    # the final weights hold the network under both names, so a model built without the
+    # recipe (evaluation) reads texts with the same weights
+    state = model.state_dict()
+    assert any(k.startswith("text_encoder.backbone.") for k in state)
+    with pytest.raises(ConfigError, match="not built like the image encoder"):
+        FGCrossNet().setup(_char_grid_model({"model": "mobilenetv3_small_075", "out_dim": 8}),
+                           2, False)
+
+
+def test_fgcrossnet_shapes_preset_trains_far_above_chance_on_raw_pairs(tmp_path):
+    # colour classes without distractor objects: learnable from random weights in a few dozen
+    # steps on CPU; one small timm network reads both media
+    net = {"model": "mobilenetv3_small_050", "out_dim": 16}
+    raw = {"preset": "fgcrossnet-shapes", "seed": 0,
+           "dataset": {"name": "shapes", "params": {"num_pairs": 200, "num_classes": 4,
+                                                    "label_scheme": "colour",
+                                                    "distractor_prob": 0.0,
+                                                    "split_sizes": [128, 24, 48],
+                                                    "image_size": 32, "seed": 1}},
+           "pipeline": {"text": {"encoder": {"name": "char-grid",
+                                             "params": {"length": 32, "backbone": "timm",
+                                                        "backbone_params": net}}},
+                        "image": {"encoder": {"name": "timm", "params": net}}},
+           "train": {"device": "cpu", "threads": 1,
+                     "stages": {"fgcrossnet": {"epochs": 8, "batch_size": 16,
+                                               "optimizer": {"name": "adam", "lr": 3e-3}}}},
+           "evaluate": {"examples": 0}}
+    metrics = train_and_evaluate(load_run_config(raw), tmp_path / "run")
+    assert metrics["avg"] > metrics["chance"] + 0.25
+    assert metrics["i2t"] > metrics["chance"] + 0.2 and metrics["t2i"] > metrics["chance"] + 0.2
+
+
 # -- through the trainer -------------------------------------------------------------------
 
 def test_fgcrossnet_retrieves_far_above_chance_on_synthetic_features(tmp_path):
@@ -274,19 +335,18 @@ def test_fgcrossnet_resumes_exactly(tmp_path, monkeypatch):
 
 # -- the CLI -----------------------------------------------------------------------------------
 
-def _daer(*args) -> str:
-    exe = Path(sys.executable).with_name("daer")
-    res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+def test_plugins_list_and_show_document_fgcrossnet(capsys):
+    from daer_core.cli.main import main
 
-
-def test_plugins_list_and_show_document_fgcrossnet():
-    listing = json.loads(_daer("plugins", "list", "--json"))
+    main(["plugins", "list", "--json"])
+    listing = json.loads(capsys.readouterr().out)
     assert ("recipe", "fgcrossnet") in {(c["kind"], c["name"]) for c in listing["components"]}
-    assert "fgcrossnet" in {p["name"] for p in listing["presets"]}
-    shown = _daer("plugins", "show", "fgcrossnet", "--kind", "recipe")
+    assert ("text_encoder", "char-grid") in {(c["kind"], c["name"])
+                                              for c in listing["components"]}
+    assert {"fgcrossnet", "fgcrossnet-shapes"} <= {p["name"] for p in listing["presets"]}
+    main(["plugins", "show", "fgcrossnet", "--kind", "recipe"])
+    shown = capsys.readouterr().out
     for line in ("center_weight: float  (default 0.001)", "rank_weight: float  (default 0.1)",
                  "margin1: float  (default 1.0)", "margin2: float  (default 0.5)",
-                 "center_update: float  (default 1.0)"):
+                 "center_update: float  (default 1.0)", "shared_layers: int | None  (default null)"):
         assert line in shown
