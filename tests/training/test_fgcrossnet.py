@@ -281,6 +281,16 @@ def test_fgcrossnet_shapes_preset_trains_far_above_chance_on_raw_pairs(tmp_path)
     metrics = train_and_evaluate(load_run_config(raw), tmp_path / "run")
     assert metrics["avg"] > metrics["chance"] + 0.25
     assert metrics["i2t"] > metrics["chance"] + 0.2 and metrics["t2i"] > metrics["chance"] + 0.2
+    # built from the saved config without the recipe (as `daer evaluate` does), the text
+    # encoder has its own copy of the network, loaded with the same weights: same scores
+    from daer_core.training.report import write_evaluation
+    from daer_core.training.run_loading import load_run
+
+    loaded = load_run(tmp_path / "run")
+    assert loaded.model.text_encoder.backbone is not loaded.model.image_encoder
+    again = write_evaluation(loaded.model, loaded.preprocess, loaded.test, loaded.classes,
+                             loaded.config, loaded.run_dir, device=torch.device("cpu"))
+    assert again["avg"] == pytest.approx(metrics["avg"], abs=1e-6)
 
 
 # -- through the trainer -------------------------------------------------------------------
