@@ -10,10 +10,20 @@
 
 The two classifiers are the recipe's extra modules: they exist only during training ("the
 classification layer was removed", §4.4) and are not part of the final weights.
+
+Under ``torchrun`` each process holds its own B pairs of a stage-3 batch. ``negatives:
+local`` (the default) scores them as one process would, B x B; ``negatives: gathered``
+scores the process's B texts against the images of every process (B x W*B pairs: W times as
+many negatives per text, as one batch of W*B pairs would give the texts); the images'
+gradients flow back to the process that embedded them (a differentiable all-gather).
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+import torch.distributed as dist
+from pydantic import Field
 from torch import nn
 
 from daer_core.errors import ConfigError
@@ -22,8 +32,27 @@ from registry import Params
 
 
 class DAERThreeStageParams(Params):
-    """Algorithm 1 has no params of its own: every stage is configured under
-    ``train.stages.<text|image|relation>``."""
+    """Algorithm 1's stages are configured under ``train.stages.<text|image|relation>``; the
+    one param here only matters under ``torchrun``."""
+
+    negatives: Literal["local", "gathered"] = Field(
+        "local", description="stage 3 under torchrun: local = each process scores its own "
+        "B x B pairs (Eq. 11 per process batch); gathered = its B texts against the images of "
+        "every process (B x W*B pairs, gradients flow back through the gather); no effect in "
+        "one process")
+
+
+def gather_images(images: torch.Tensor, labels: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every process's image embeddings (differentiable) and labels, in rank order; the inputs
+    themselves outside a multi-process job. Processes hold equal batches (the sampler pads
+    shards to one length)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return images, labels
+    from torch.distributed.nn.functional import all_gather
+    gathered_labels = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered_labels, labels.contiguous())
+    return torch.cat(all_gather(images.contiguous())), torch.cat(gathered_labels)
 
 
 def shared_label_target(text_labels: torch.Tensor, image_labels: torch.Tensor) -> torch.Tensor:
@@ -96,8 +125,11 @@ class DAERThreeStage(TrainingRecipe):
             return {"loss": loss}
         t = model.encode_text(batch.text)
         i = model.encode_image(batch.images)
+        image_labels = batch.labels
+        if self.params.negatives == "gathered":
+            i, image_labels = gather_images(i, batch.labels)
         scores = model.pair_scores(t, i).float()
-        return {"loss": model.loss(scores, shared_label_target(batch.labels, batch.labels))}
+        return {"loss": model.loss(scores, shared_label_target(batch.labels, image_labels))}
 
 
 def make_daer_three_stage(params: DAERThreeStageParams) -> DAERThreeStage:
