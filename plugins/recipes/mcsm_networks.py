@@ -403,6 +403,11 @@ class MCSMWordsEncoder(TextEncoder):
                               padding=params.cnn_width // 2)
         self.to_image_space = nn.Linear(params.cnn_channels, d)
 
+    @property
+    def counts(self):
+        """Token counts of :meth:`prepare` (texts, tokens, out-of-vocabulary, truncated)."""
+        return self.words.counts
+
     def fit(self, texts: Sequence[str]) -> None:
         self.words.fit(texts)
 
