@@ -17,6 +17,7 @@ the benchmark model described in docs/search.md into that folder.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -53,7 +54,13 @@ def main() -> int:
     ap.add_argument("--index-dir", type=Path, default=None,
                     help="default: benchmark-results/search-index-<size>")
     ap.add_argument("--reuse-index", action="store_true",
-                    help="search an index already built there instead of rebuilding it")
+                    help="search an index already built there instead of rebuilding it (its"
+                         " first stage is refitted when --first-stage names another; nothing"
+                         " is re-embedded)")
+    ap.add_argument("--first-stage", default=None,
+                    help="first stage of the index (default: the library's default)")
+    ap.add_argument("--build-only", action="store_true",
+                    help="stop after building the index")
     ap.add_argument("--queries", type=int, default=200, help="queries per direction")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--candidates", type=int, nargs="+", default=[50, 100, 200, 400])
@@ -66,7 +73,7 @@ def main() -> int:
                                   fit_first_stage, index_gallery, resolve_gallery,
                                   training_embeddings)
     from daer_core.search import ann
-    from daer_core.search.first_stage import METHODS
+    from daer_core.search.first_stage import DEFAULT_METHOD, METHODS
     from daer_core.training.run_loading import load_run
 
     if not (args.run / "checkpoints" / "final").is_dir():
@@ -80,19 +87,41 @@ def main() -> int:
     model = loaded.model
     n = args.gallery_size
     index_dir = args.index_dir or ROOT / "benchmark-results" / f"search-index-{n}"
+    method = args.first_stage or DEFAULT_METHOD
 
     # -------------------------------------------------------------- build
     build = {}
-    if not args.reuse_index or not (index_dir / "index.json").is_file():
+    build_record = index_dir / "benchmark-build.json"
+    rebuilt = not args.reuse_index or not (index_dir / "index.json").is_file()
+    if rebuilt:
         if index_dir.exists():
             shutil.rmtree(index_dir)
         source = resolve_gallery("dataset:shapes:all", loaded.config,
                                  params=[f"num_pairs={n}", f"seed={args.gallery_seed}"])
         t0 = time.perf_counter()
-        index, report = index_gallery(loaded, source, index_dir, batch_size=args.batch_size)
+        index, report = index_gallery(loaded, source, index_dir, first_stage=method,
+                                      batch_size=args.batch_size)
         build["total"] = time.perf_counter() - t0
         build["add"] = report.seconds
+        build["first_stage"] = method
+        build["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        build_record.write_text(json.dumps(build, indent=2) + "\n")
+    elif build_record.is_file():
+        build = json.loads(build_record.read_text())
+    if args.build_only:
+        print(f"built {index_dir}: {build}")
+        return 0
     index = GalleryIndex.open(index_dir, model, run_dir=loaded.run_dir)
+    refit = None
+    if index.info["first_stage"]["method"] != method:
+        t_emb, i_emb, fit_note = training_embeddings(loaded)
+        t0 = time.perf_counter()
+        stage = fit_first_stage(method, PairScorer(model), t_emb, i_emb)
+        refit = {"fit": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        index.replace_first_stage(stage, fit_note)
+        refit["faiss"] = time.perf_counter() - t0
+        index = GalleryIndex.open(index_dir, model, run_dir=loaded.run_dir)
     searcher = GallerySearcher(model, loaded.preprocess, index)
     sizes = index.counts()
 
@@ -205,8 +234,13 @@ def main() -> int:
           f" {sizes['text']} texts; queries: {len(records)} texts and {len(records)} images"
           f" from the run's val+test splits; k={args.k}; torch threads {args.threads}")
     if "total" in build:
-        print(f"index build: {build['total']:.1f} s in all (embedding + FAISS:"
-              f" {build['add']:.1f} s; the rest is fitting the first stage on {note})")
+        print(f"index build{'' if rebuilt else ' (recorded when it was built, ' + build['when'] + ')'}:"
+              f" {build['total']:.1f} s in all (embedding + FAISS: {build['add']:.1f} s; the"
+              f" rest is fitting the {build['first_stage']} first stage on {note})")
+    if refit is not None:
+        print(f"first stage of the reused index refitted as {method}: fit {refit['fit']:.1f} s,"
+              f" vectors + FAISS of both sides {refit['faiss']:.1f} s")
+    print(f"first stage searched: {index.info['first_stage']['method']}")
     print(f"FAISS alone, image side: flat {build['faiss_flat_image'] * 1000:.1f} ms,"
           f" IVF (k-means training + add) {build['faiss_ivf_image'] * 1000:.0f} ms")
     print(f"query embedding: text {embed_text_ms:.1f} ms, image {embed_image_ms:.1f} ms"

@@ -25,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query")
     p.add_argument("--first-stage", default="distilled",
-                   choices=("distilled", "taylor", "halves", "embedding"),
+                   choices=("learned", "distilled", "taylor", "halves", "embedding"),
                    help="first-stage space (docs/search.md compares them)")
     p.add_argument("--fit-items", type=int, default=1024,
-                   help="training pairs the distilled first stage is fitted on (at most)")
+                   help="training pairs a fitted first stage (learned, distilled) is fitted on"
+                        " (at most)")
     p.add_argument("--shard-size", type=int, default=2048,
                    help="items per shard; an interrupted build resumes at shard granularity")
     p.add_argument("--batch-size", type=int, default=64)

@@ -15,7 +15,7 @@ from .index import DEFAULT_FIT_ITEMS, DEFAULT_SHARD_SIZE, BuildReport, GalleryIn
 log = logging.getLogger(__name__)
 
 #: first stages that learn from the training split's embeddings
-LEARNED = ("distilled", "taylor")
+LEARNED = ("learned", "distilled", "taylor")
 
 
 def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int = 0,

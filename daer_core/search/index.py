@@ -390,6 +390,30 @@ class GalleryIndex:
             ann.save(index, path)
             a["sides"][side] = settings.as_dict()
 
+    def replace_first_stage(self, stage: FirstStage, fit_note: str = "") -> None:
+        """Swap in another first stage (e.g. refitted with other settings): its vectors of
+        the stored embeddings re-index every side. Nothing is re-embedded."""
+        tmp = self.root / "first_stage.tmp.npz"
+        stage.save(tmp)
+        a = self.info["ann"]
+        built = {}
+        for side in SIDES:
+            n = len(self.sides[side])
+            if not n:
+                continue
+            settings = ann.choose_settings(a["requested"], n, nlist=a.get("nlist"),
+                                           nprobe=a.get("nprobe"))
+            built[side] = (settings, ann.build(settings, stage.item_vectors(
+                side, self.sides[side].embedding)))
+        os.replace(tmp, self.root / "first_stage.npz")
+        for side, (settings, index) in built.items():
+            ann.save(index, self.root / f"{side}.faiss")
+            a["sides"][side] = settings.as_dict()
+            self.ann[side], self.settings[side] = index, settings
+        self.first_stage = stage
+        self.info["first_stage"] = {"method": stage.name, "fit": fit_note}
+        _atomic_json(self.root / "index.json", self.info)
+
     # ---------------------------------------------------------------- facts
 
     def counts(self) -> dict[str, int]:
