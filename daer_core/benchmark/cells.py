@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
+import threading
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -59,29 +61,58 @@ def measure() -> Iterator[dict]:
             tracemalloc.stop()
 
 
+def _resident_bytes() -> int | None:
+    """The process's resident set size now (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextmanager
-def measure_process() -> Iterator[dict]:
+def measure_process(poll_seconds: float = 0.02) -> Iterator[dict]:
     """Wall time and peak memory of the block for torch work, which tracemalloc cannot see.
 
-    Peak is the growth of the process's resident-set high-water mark (``ru_maxrss``) during
-    the block, plus the CUDA allocator's peak when a GPU is used; 0 means the block stayed
-    below an earlier high-water mark.
+    Peak is the largest growth of the process's resident set over its size when the block
+    started, sampled every ``poll_seconds`` by a background thread (so an earlier cell's
+    high-water mark does not hide this one's), plus the CUDA allocator's peak when a GPU is
+    used. Where ``/proc`` is missing it falls back to the growth of ``ru_maxrss``, which is 0
+    when the block stays below an earlier high-water mark.
     """
     import resource
 
     import torch
+    start = _resident_bytes()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    peak = {"bytes": start or 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(poll_seconds):
+            now = _resident_bytes()
+            if now is not None and now > peak["bytes"]:
+                peak["bytes"] = now
+    sampler = threading.Thread(target=sample, name="daer-rss-sampler", daemon=True)
+    if start is not None:
+        sampler.start()
     out: dict = {}
     t0 = time.perf_counter()
     try:
         yield out
     finally:
         out["seconds"] = time.perf_counter() - t0
-        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-        out["peak_mb"] = max(0, grown) / 1024 + (
+        done.set()
+        if start is not None:
+            sampler.join()
+            now = _resident_bytes() or 0
+            grown_mb = (max(peak["bytes"], now) - start) / 2 ** 20
+        else:
+            grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+        out["peak_mb"] = max(0.0, grown_mb) + (
             torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else 0.0)
 
 

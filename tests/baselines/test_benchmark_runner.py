@@ -286,3 +286,25 @@ def test_trained_cells_train_on_the_rows_the_baselines_of_the_same_run_fit_on(tm
         daer_run_config(method, DatasetEntry(
             dataset=dataset.dataset, daer_dataset={"name": "features", "params": {
                 "root": str(tmp_path), "val_fraction": 0.2}}), 0, policy)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_a_trained_cells_peak_memory_is_its_own_even_below_an_earlier_high_water_mark():
+    """The cost column of trained cells: the resident-set growth during the cell, sampled, so
+    a cell that follows a bigger one does not report 0."""
+    import time
+
+    import numpy as np
+
+    from daer_core.benchmark.cells import measure_process
+
+    earlier = np.ones(48 * 2 ** 20 // 8)  # 48 MiB touched: the process's high-water mark
+    del earlier
+    with measure_process() as m:
+        block = np.ones(32 * 2 ** 20 // 8)  # 32 MiB touched inside the cell
+        time.sleep(0.1)
+        del block
+    assert 24 <= m["peak_mb"] <= 48, m
+    with measure_process() as m:
+        time.sleep(0.05)
+    assert m["peak_mb"] < 8, m
