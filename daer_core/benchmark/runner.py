@@ -39,6 +39,8 @@ class BenchmarkOutcome:
     #: cells whose saved row came from another config and is recomputed (and replaced)
     replaced: list[tuple[str, str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: cells neither finished nor computed (``report_only``)
+    missing: list[tuple[str, str, int]] = field(default_factory=list)
     markdown: str = ""
 
 
@@ -101,9 +103,12 @@ def _safe(name: str) -> str:
 
 def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None,
                   daer_train_fn: Callable[..., dict] | None = None,
-                  progress: bool = True) -> BenchmarkOutcome:
+                  progress: bool = True, report_only: bool = False) -> BenchmarkOutcome:
     """Compute every missing cell, then write ``results.md`` and the bar plot.
 
+    ``report_only`` computes nothing: the report is written from the finished cells of the
+    current config (a method with fewer runs shows its ``n``; ``outcome.missing`` lists the
+    rest), e.g. to read a long benchmark while it runs elsewhere.
     ``daer_train_fn`` replaces :func:`daer_core.training.api.train_and_evaluate` (tests).
     """
     if registry is None:
@@ -126,6 +131,13 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
     if outcome.skipped:
         log.info("%d of %d cells already in %s; skipping them", len(outcome.skipped),
                  len(cells), table.path)
+    if report_only:
+        outcome.missing = [(m, d, r) for d, m, r in pending]
+        if outcome.missing:
+            log.info("report only: %d of %d cells not computed", len(outcome.missing),
+                     len(cells))
+        _write_report(config, table, outcome, sources)
+        return outcome
     outcome.replaced = [(m, d, r) for d, m, r in pending if (m, d, r) in table.rows]
     if outcome.replaced:  # a changed config: say so before old results are overwritten
         methods = sorted({m for m, _, _ in outcome.replaced})

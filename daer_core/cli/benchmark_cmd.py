@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a config key, e.g. runs=3 or "
                         "datasets.wikipedia.dataset.params.root=/data/wikipedia (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true",
+                   help="compute nothing: write results.md from the cells already finished "
+                        "(methods with fewer runs show n=...)")
     p.set_defaults(func=run)
 
 
@@ -40,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     config, project_root = load_benchmark_config(args.config, args.overrides)
     out = args.out or project_root / "runs" / "benchmarks" / (config.name or "benchmark")
     log.info("benchmark %s -> %s", config.name, out)
-    outcome = run_benchmark(config, out, progress=not args.no_progress)
+    outcome = run_benchmark(config, out, progress=not args.no_progress,
+                            report_only=args.report_only)
     print(outcome.markdown)
-    print(f"computed {len(outcome.computed)} cells, reused {len(outcome.skipped)}")
+    print(f"computed {len(outcome.computed)} cells, reused {len(outcome.skipped)}"
+          + (f", {len(outcome.missing)} not computed (--report-only)" if outcome.missing
+             else ""))
     print(f"results: {outcome.results_csv}\nreport:  {outcome.results_md}")
     if outcome.figure:
         print(f"figure:  {outcome.figure}")

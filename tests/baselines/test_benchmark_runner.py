@@ -308,3 +308,17 @@ def test_a_trained_cells_peak_memory_is_its_own_even_below_an_earlier_high_water
     with measure_process() as m:
         time.sleep(0.05)
     assert m["peak_mb"] < 8, m
+
+
+def test_report_only_writes_the_tables_from_finished_cells_and_computes_nothing(tmp_path, reg):
+    """E.g. cells computed in separate runs: the report shows what is there, with n."""
+    config, _ = load_benchmark_config(write_config(tmp_path, runs=3))
+    out = tmp_path / "out"
+    short, _ = load_benchmark_config(write_config(tmp_path, runs=2))
+    run_benchmark(short, out, registry=reg, progress=False)     # runs 0-1 of both methods
+    plug.STATE["fits"] = 0
+    outcome = run_benchmark(config, out, registry=reg, progress=False, report_only=True)
+    assert plug.STATE["fits"] == 0 and not outcome.computed
+    assert sorted(outcome.missing) == [("Counting", "synth", 2), ("MvDA", "synth", 2)]
+    md = (out / "results.md").read_text()
+    assert "(n=2)" in md and len(read_rows(out)) == 4
