@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FAISS index: auto = flat up to 100,000 items, IVF beyond")
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query")
-    p.add_argument("--first-stage", default="distilled",
+    p.add_argument("--first-stage", default="learned",
                    choices=("learned", "distilled", "taylor", "halves", "embedding"),
                    help="first-stage space (docs/search.md compares them)")
     p.add_argument("--fit-items", type=int, default=1024,

@@ -5,12 +5,12 @@ The relation network is not a metric, so nearest-neighbour search needs a space 
 second stage then re-scores the candidates exactly. Five spaces are implemented and compared
 by ``benchmarks/search_scale.py`` (figures in ``docs/search.md``):
 
-``learned``
+``learned`` (the default, best measured recall)
     two small towers (a linear part started from the ``distilled`` fit plus a one-hidden-layer
     MLP) trained after training with a listwise loss on the relation head's logits of the
     training split's pairs, optionally continued on items mined from a pool of unlabelled
     items (the gallery's own); see :class:`LearnedStage`.
-``distilled`` (the default)
+``distilled``
     a low-rank bilinear form fitted after training. On the run's training split every text x
     image pair is scored by the relation head, and ``M`` minimises
     ``||X M Y^T - logit(S)||^2 + ridge`` in closed form, where the rows of ``X``/``Y`` are the
@@ -40,7 +40,7 @@ from ..interfaces.relation import emitting_logits
 from .scoring import PairScorer, Side
 
 METHODS: tuple[str, ...] = ("learned", "distilled", "taylor", "halves", "embedding")
-DEFAULT_METHOD = "distilled"
+DEFAULT_METHOD = "learned"
 
 
 class FirstStage:

@@ -49,7 +49,7 @@ def test_health_and_model_card(client, loaded_run):
     assert card["components"]["image_encoder"] == "timm"
     assert set(card["metrics"]) >= {"i2t", "t2i", "avg", "chance"}
     assert card["index"]["counts"] == {"text": 80, "image": 80}
-    assert card["index"]["first_stage"]["method"] == "distilled"
+    assert card["index"]["first_stage"]["method"] == "learned"
 
 
 def test_page_and_its_script_are_served(client):
