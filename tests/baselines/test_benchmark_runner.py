@@ -291,19 +291,23 @@ def test_trained_cells_train_on_the_rows_the_baselines_of_the_same_run_fit_on(tm
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
 def test_a_trained_cells_peak_memory_is_its_own_even_below_an_earlier_high_water_mark():
     """The cost column of trained cells: the resident-set growth during the cell, sampled, so
-    a cell that follows a bigger one does not report 0."""
+    a cell that follows a bigger one does not report 0. (Fresh anonymous mappings, so the
+    allocator cannot serve the block from memory the process already holds.)"""
+    import mmap
     import time
-
-    import numpy as np
 
     from daer_core.benchmark.cells import measure_process
 
-    earlier = np.ones(48 * 2 ** 20 // 8)  # 48 MiB touched: the process's high-water mark
-    del earlier
+    def touch(mib: int) -> mmap.mmap:
+        block = mmap.mmap(-1, mib * 2 ** 20)
+        block.write(b"x" * (mib * 2 ** 20))
+        return block
+
+    touch(48).close()  # 48 MiB resident once: the process's high-water mark
     with measure_process() as m:
-        block = np.ones(32 * 2 ** 20 // 8)  # 32 MiB touched inside the cell
+        block = touch(32)  # 32 MiB resident inside the cell
         time.sleep(0.1)
-        del block
+        block.close()
     assert 24 <= m["peak_mb"] <= 48, m
     with measure_process() as m:
         time.sleep(0.05)
