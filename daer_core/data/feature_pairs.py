@@ -8,9 +8,26 @@ the loader, validation and evaluation then work exactly as for raw pairs.
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
+import torch
 
 from ..interfaces import FeatureDataset, PairRecord
+
+
+def vectors_as_batch(vectors: Sequence[Any]) -> torch.Tensor:
+    """Feature vectors (arrays or tensors) as one ``(B, D)`` float32 tensor: what a
+    features text encoder's ``prepare`` returns."""
+    return torch.as_tensor(np.stack([np.asarray(v, dtype=np.float32) for v in vectors]))
+
+
+class VectorToTensor:
+    """A feature vector as a float32 tensor: the image transform of features encoders (a
+    class, so loader workers can receive it)."""
+
+    def __call__(self, vector: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(vector, dtype=np.float32))
 
 
 def _labels(row: np.ndarray) -> tuple[int, ...]:

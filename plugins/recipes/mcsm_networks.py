@@ -46,8 +46,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from daer_core.data.feature_pairs import VectorToTensor, vectors_as_batch
 from daer_core.errors import ConfigError, DimensionMismatchError
 from daer_core.interfaces import ImageEncoder, TextEncoder, TwoTowerRelation
+import registry
 from registry import Params
 
 
@@ -242,8 +244,7 @@ class MCSMVectorImageEncoder(ImageEncoder):
         self.net = MCSMVectorNet(params, "image")
 
     def transform(self, train: bool = False) -> Callable:
-        from plugins.vectors.mlp import ToTensor
-        return ToTensor()
+        return VectorToTensor()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -261,8 +262,7 @@ class MCSMVectorTextEncoder(TextEncoder):
         self.net = MCSMVectorNet(params, "text")
 
     def prepare(self, texts: Sequence[Any]) -> dict[str, torch.Tensor]:
-        from plugins.vectors.mlp import as_batch
-        return {"features": as_batch(texts)}
+        return {"features": vectors_as_batch(texts)}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(inputs["features"])
@@ -305,12 +305,13 @@ class MCSMImageEncoder(ImageEncoder):
 
     def __init__(self, params: MCSMImageParams, native_image_size: int | None = None):
         super().__init__()
-        from plugins.image.timm_encoder import TimmImageEncoder, TimmParams
         self.params = params
-        cnn = TimmImageEncoder(TimmParams(model=params.model, weights_path=params.weights_path,
-                                          weights_package=params.weights_package,
-                                          size=params.size),
-                               native_image_size=native_image_size)
+        # the `timm` image encoder, built through the registry (plugins never import one
+        # another)
+        cnn = registry.create("image_encoder", "timm", {
+            "model": params.model, "weights_path": params.weights_path,
+            "weights_package": params.weights_package, "size": params.size},
+            native_image_size=native_image_size)
         cnn.proj = nn.Identity()  # the pooled projection of the timm encoder is not used
         self.cnn = cnn
         self.image_size = cnn.image_size
@@ -387,14 +388,16 @@ class MCSMWordsEncoder(TextEncoder):
 
     def __init__(self, params: MCSMWordsParams, tokenizer):
         super().__init__()
-        from plugins.text.word2vec_lstm import Word2VecLSTMEncoder, Word2VecLSTMParams
         self.params = params
         d = int(params.dim)
-        words = Word2VecLSTMEncoder(Word2VecLSTMParams(
-            vector_size=params.vector_size, vectors_path=params.vectors_path,
-            vectors_format=params.vectors_format, min_count=params.min_count,
-            w2v_epochs=params.w2v_epochs, seed=params.seed, max_tokens=params.max_tokens,
-            freeze_embeddings=params.freeze_embeddings, hidden_size=d, out_dim=d), tokenizer)
+        # the `word2vec-lstm` text encoder, built through the registry (plugins never import
+        # one another)
+        words = registry.create("text_encoder", "word2vec-lstm", {
+            "vector_size": params.vector_size, "vectors_path": params.vectors_path,
+            "vectors_format": params.vectors_format, "min_count": params.min_count,
+            "w2v_epochs": params.w2v_epochs, "seed": params.seed,
+            "max_tokens": params.max_tokens, "freeze_embeddings": params.freeze_embeddings,
+            "hidden_size": d, "out_dim": d}, tokenizer=tokenizer)
         words.fc = nn.Identity()  # its pooled output layer is not used
         self.words = words
         self.out_dim = 2 * d

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
+from daer_core.data.feature_pairs import VectorToTensor, vectors_as_batch
 from daer_core.interfaces import ImageEncoder, TextEncoder
 from registry import Params
 
@@ -45,18 +45,6 @@ def build_mlp(params: VectorMLPParams) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def as_batch(vectors: Sequence[Any]) -> torch.Tensor:
-    """Feature vectors (arrays or tensors) as one ``(B, D)`` float32 tensor."""
-    return torch.as_tensor(np.stack([np.asarray(v, dtype=np.float32) for v in vectors]))
-
-
-class ToTensor:
-    """A feature vector as a float32 tensor (a class, so loader workers can receive it)."""
-
-    def __call__(self, vector: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(vector, dtype=np.float32))
-
-
 class VectorTextEncoder(TextEncoder):
     """Text feature vectors -> embeddings."""
 
@@ -69,7 +57,7 @@ class VectorTextEncoder(TextEncoder):
         self.net = build_mlp(params)
 
     def prepare(self, texts: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return {"features": as_batch(texts)}
+        return {"features": vectors_as_batch(texts)}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(inputs["features"])
@@ -87,8 +75,8 @@ class VectorImageEncoder(ImageEncoder):
         self.out_dim = params.out_dim
         self.net = build_mlp(params)
 
-    def transform(self, train: bool = False) -> ToTensor:
-        return ToTensor()
+    def transform(self, train: bool = False) -> VectorToTensor:
+        return VectorToTensor()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
