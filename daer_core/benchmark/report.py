@@ -151,8 +151,9 @@ def render_markdown(config: BenchmarkConfig, cells: Iterable[CellResult],
                 "none": "the full training split (no resample)"}[rs.mode]
     out = [f"# Benchmark: {config.name}", "",
            f"{config.runs} runs per method and dataset (seeds {config.seed}…"
-           f"{config.seed + config.runs - 1}); baselines are fitted on {resample}, DAER runs"
-           f" differ by seed. mAP over the whole {config.eval_split} gallery (Eq. 12),"
+           f"{config.seed + config.runs - 1}); baselines are fitted on {resample}; trained"
+           f" (DAER-style) runs use the run's seed, and train on the same rows when their"
+           f" dataset carves its validation split (paired runs). mAP over the whole {config.eval_split} gallery (Eq. 12),"
            " ranked in each method's common space by its similarity (cosine unless the"
            " method defines its own).", ""]
     for d in index.datasets:
