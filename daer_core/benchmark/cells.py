@@ -169,7 +169,10 @@ def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int,
         ref = dataset.daer_dataset or dataset.dataset
         cfg["dataset"] = ref.model_dump()
         params = cfg["dataset"].setdefault("params", {})
-        if resample is not None and resample.mode == "subsample" and "val_fraction" in params:
+        # (a dataset that draws a random split of everything, e.g. wikipedia's split: random,
+        # is left alone: its seed would move the test split too)
+        if (resample is not None and resample.mode == "subsample" and "val_fraction" in params
+                and params.get("split", "standard") == "standard"):
             carved = 1.0 - resample.fraction
             if abs(float(params["val_fraction"]) - carved) > 1e-9:
                 slot = "daer_dataset" if dataset.daer_dataset else "dataset"
