@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recipe_toys import Identity, ToyModel, epochs_of  # noqa: F401
 from daer_core.config import load_run_config
 from daer_core.interfaces import TrainBatch
 from daer_core.training.api import train_and_evaluate
@@ -38,36 +39,6 @@ def adversarial_config(root: str, recipe: str, stage: str, epochs: int = 4,
                                          "optimizer": {"name": "adam", "lr": lr}}}},
             "evaluate": {"examples": 0}}
 
-
-def epochs_of(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "epoch"]
-
-
-class Identity(nn.Module):
-    """An 'encoder' that passes its vectors through (for hand-computed losses)."""
-
-    def __init__(self, out_dim: int):
-        super().__init__()
-        self.out_dim = out_dim
-        self.proj = nn.Linear(out_dim, out_dim, bias=False)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.eye(out_dim))
-
-    def forward(self, x):
-        return self.proj(x["features"] if isinstance(x, dict) else x)
-
-
-class ToyModel(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.text_encoder, self.image_encoder = Identity(dim), Identity(dim)
-
-    def encode_text(self, inputs):
-        return self.text_encoder(inputs)
-
-    def encode_image(self, images):
-        return self.image_encoder(images)
 
 
 # -- gradient reversal ---------------------------------------------------------------------

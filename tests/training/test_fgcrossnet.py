@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recipe_toys import Identity, ToyModel, epochs_of  # noqa: F401
 from daer_core.config import load_run_config
 from daer_core.errors import ConfigError
 from daer_core.interfaces import TrainBatch
@@ -35,36 +36,6 @@ def fgcrossnet_config(root: str, epochs: int = 6, lr: float = 0.03, **params) ->
                                                 "optimizer": {"name": "sgd", "lr": lr}}}},
             "evaluate": {"examples": 0}}
 
-
-def epochs_of(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "epoch"]
-
-
-class Identity(nn.Module):
-    """An 'encoder' that passes its vectors through (for hand-computed losses)."""
-
-    def __init__(self, out_dim: int):
-        super().__init__()
-        self.out_dim = out_dim
-        self.proj = nn.Linear(out_dim, out_dim, bias=False)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.eye(out_dim))
-
-    def forward(self, x):
-        return self.proj(x["features"] if isinstance(x, dict) else x)
-
-
-class ToyModel(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.text_encoder, self.image_encoder = Identity(dim), Identity(dim)
-
-    def encode_text(self, inputs):
-        return self.text_encoder(inputs)
-
-    def encode_image(self, images):
-        return self.image_encoder(images)
 
 
 # -- the terms on hand-computed cases --------------------------------------------------------

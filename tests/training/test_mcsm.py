@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from recipe_toys import epochs_of
 from daer_core.config import load_run_config
 from daer_core.errors import ConfigError
 from daer_core.interfaces import TrainBatch
@@ -35,11 +36,6 @@ def mcsm_config(root: str, epochs: int = 4, lr: float = 3e-3, **params) -> dict:
                       "stages": {"mcsm": {"epochs": epochs, "batch_size": 16,
                                           "optimizer": {"name": "adam", "lr": lr}}}},
             "evaluate": {"examples": 0}}
-
-
-def epochs_of(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "epoch"]
 
 
 # -- the recurrent attention ---------------------------------------------------------------
