@@ -72,6 +72,13 @@ def masked_pool(x: torch.Tensor, mask: torch.Tensor | None, kernel: int
     return avg.transpose(1, 2), mx.transpose(1, 2)
 
 
+def _shared_sum(w: nn.Linear, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``w(a) + w(b)`` as one product: ``W (a + b) + 2 bias``, the same sum with half the
+    matrix work (W is shared by the avg and max maps, Eq. 1-2)."""
+    bias = None if w.bias is None else 2 * w.bias
+    return F.linear(a + b, w.weight, bias)
+
+
 def _excitation(hidden: list[int], dim: int) -> nn.Sequential:
     """``f_theta``: ReLU on the first hidden layer, then the remaining layers, then ``-> dim``."""
     layers: list[nn.Module] = [nn.ReLU()]
@@ -106,8 +113,8 @@ class DualRegionAttention(TextAttention):
                              f"{tuple(x.shape)}")
         avg_s, max_s = masked_pool(x, mask, self.small_kernel)
         avg_b, max_b = masked_pool(x, mask, self.large_kernel)
-        w_small = torch.sigmoid(self.f_small(self.w0(avg_s) + self.w0(max_s)))   # Eq. 1
-        w_large = torch.sigmoid(self.f_large(self.w1(avg_b) + self.w1(max_b)))   # Eq. 2
+        w_small = torch.sigmoid(self.f_small(_shared_sum(self.w0, avg_s, max_s)))   # Eq. 1
+        w_large = torch.sigmoid(self.f_large(_shared_sum(self.w1, avg_b, max_b)))   # Eq. 2
         out = w_small * w_large * x                                               # Eq. 3
         if mask is not None:
             out = out * mask.unsqueeze(-1).to(out.dtype)

@@ -86,17 +86,30 @@ def test_forward_shapes_and_padding_invariance():
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
-def test_the_padded_path_a_gpu_takes_gives_the_packed_result(pooling, monkeypatch):
-    """On a GPU a forward-only LSTM runs unpacked (no lengths copied to the host); the
-    embeddings must be those of the packed path."""
+def test_the_padded_lstm_gives_the_packed_result(pooling, monkeypatch):
+    """A forward-only LSTM runs on the padded batch (the fused kernel, no lengths copied to
+    the host); its embeddings and gradients must be those of the packed LSTM."""
     enc = encoder(attention=lambda d: DualRegionAttention(DualRegionParams(hidden=[8, 8]), d),
                   pooling=pooling)
     enc.fit(TEXTS)
-    enc.eval()
     batch = enc.prepare(["red circle", TEXTS[0], "a blue star"])
-    packed = enc(batch)
-    monkeypatch.setattr(type(enc), "packs", lambda self, ids: False)
-    assert torch.allclose(enc(batch), packed, atol=1e-6)
+    assert not enc.packs(batch["ids"])
+    results = []
+    for packs in (True, False):
+        monkeypatch.setattr(type(enc), "packs", lambda self, ids, packs=packs: packs)
+        enc.zero_grad()
+        out = enc(batch)
+        out.square().sum().backward()
+        results.append((out.detach(), enc.lstm.weight_hh_l0.grad.clone()))
+    (packed, packed_grad), (padded, padded_grad) = results
+    assert torch.allclose(padded, packed, atol=1e-6)
+    assert torch.allclose(padded_grad, packed_grad, atol=1e-5)
+
+
+def test_a_bidirectional_lstm_is_packed():
+    enc = encoder(bidirectional=True)
+    enc.fit(TEXTS)
+    assert enc.packs(enc.prepare(TEXTS[:2])["ids"])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
