@@ -59,6 +59,9 @@ def main() -> int:
                          " is re-embedded)")
     ap.add_argument("--first-stage", default=None,
                     help="first stage of the index (default: the library's default)")
+    ap.add_argument("--refine", default="auto", choices=("auto", "always", "never"),
+                    help="refine a learned first stage on the gallery (daer index"
+                         " --refine-first-stage); the spaces table compares both either way")
     ap.add_argument("--build-only", action="store_true",
                     help="stop after building the index")
     ap.add_argument("--queries", type=int, default=200, help="queries per direction")
@@ -70,8 +73,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from daer_core.search import (GalleryIndex, GallerySearcher, PairScorer, default_candidates,
-                                  fit_first_stage, index_gallery, resolve_gallery,
-                                  training_embeddings)
+                                  fit_first_stage, index_gallery, refine_on_gallery,
+                                  resolve_gallery, training_embeddings)
     from daer_core.search import ann
     from daer_core.search.first_stage import DEFAULT_METHOD, METHODS
     from daer_core.training.run_loading import load_run
@@ -100,7 +103,7 @@ def main() -> int:
                                  params=[f"num_pairs={n}", f"seed={args.gallery_seed}"])
         t0 = time.perf_counter()
         index, report = index_gallery(loaded, source, index_dir, first_stage=method,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size, refine=args.refine)
         build["total"] = time.perf_counter() - t0
         build["add"] = report.seconds
         build["first_stage"] = method
@@ -123,6 +126,16 @@ def main() -> int:
         t0 = time.perf_counter()
         index.replace_first_stage(stage, fit_note)
         refit["faiss"] = time.perf_counter() - t0
+        index = GalleryIndex.open(index_dir, model, run_dir=loaded.run_dir)
+    refined_now = None
+    stage_info = index.info["first_stage"]
+    if not rebuilt and method == "learned" and args.refine != "never" and (
+            args.refine == "always" or refit is not None or "gallery_refined" not in stage_info):
+        if fit_t is None:
+            fit_t, fit_i, note = training_embeddings(loaded)
+        t0 = time.perf_counter()
+        refine_on_gallery(index, fit_t, fit_i, fit_note=stage_info.get("fit", ""))
+        refined_now = time.perf_counter() - t0
         index = GalleryIndex.open(index_dir, model, run_dir=loaded.run_dir)
     searcher = GallerySearcher(model, loaded.preprocess, index)
     sizes = index.counts()
@@ -203,9 +216,15 @@ def main() -> int:
         fit_t, fit_i, note = training_embeddings(loaded)
     scorer = PairScorer(model)
     stage_rows = []
-    for space in METHODS:
+    spaces = list(METHODS)
+    refined_info = index.info["first_stage"].get("gallery_refined")
+    if refined_info:   # the index's own stage: learned, then refined on the gallery
+        spaces.insert(1, "learned+gallery")
+    for space in spaces:
         try:
-            if refit is not None and space == method:   # fitted above already
+            if space == "learned+gallery":
+                stage, fit_s = index.first_stage, refined_info["seconds"]
+            elif refit is not None and space == method and not refined_info:
                 stage, fit_s = index.first_stage, refit["fit"]
             else:
                 t0 = time.perf_counter()
@@ -242,11 +261,20 @@ def main() -> int:
     if "total" in build:
         print(f"index build{'' if rebuilt else ' (recorded when it was built, ' + build['when'] + ')'}:"
               f" {build['total']:.1f} s in all (embedding + FAISS: {build['add']:.1f} s; the"
-              f" rest is fitting the {build['first_stage']} first stage on {note})")
+              f" rest is fitting the {build['first_stage']} first stage on {note}"
+              f"{' and refining it on the gallery' if rebuilt and refined_info else ''})")
     if refit is not None:
         print(f"first stage of the reused index refitted as {method}: fit {refit['fit']:.1f} s,"
               f" vectors + FAISS of both sides {refit['faiss']:.1f} s")
-    print(f"first stage searched: {index.info['first_stage']['method']}")
+    if refined_now is not None:
+        print(f"first stage refined on the reused index's gallery: {refined_now:.1f} s"
+              f" (teacher scores, mining, steps, vectors + FAISS)")
+    searched = index.info["first_stage"]["method"]
+    if refined_info:
+        searched += (" refined on " + " + ".join(f"{v} {k}" for k, v in
+                                                 refined_info["items"].items())
+                     + " gallery items")
+    print(f"first stage searched: {searched}")
     print(f"FAISS alone, image side: flat {build['faiss_flat_image'] * 1000:.1f} ms,"
           f" IVF (k-means training + add) {build['faiss_ivf_image'] * 1000:.0f} ms")
     print(f"query embedding: text {embed_text_ms:.1f} ms, image {embed_image_ms:.1f} ms"
@@ -258,12 +286,15 @@ def main() -> int:
     print()
     print(f"first-stage spaces (candidates {default_c['image']} images /"
           f" {default_c['text']} texts, exact re-ranking, recall of the exhaustive top-{args.k}):")
-    print(f"{'space':<12} {'text->image':>12} {'image->text':>12} {'fit s':>8}")
+    print(f"{'space':<16} {'text->image':>12} {'image->text':>12} {'fit s':>8}")
     for method, rt, ri, fit_s, err in stage_rows:
         if err:
-            print(f"{method:<12} {'n/a':>12} {'n/a':>12} {'':>8}  ({err})")
+            print(f"{method:<16} {'n/a':>12} {'n/a':>12} {'':>8}  ({err})")
         else:
-            print(f"{method:<12} {rt:>12.3f} {ri:>12.3f} {fit_s:>8.2f}")
+            print(f"{method:<16} {rt:>12.3f} {ri:>12.3f} {fit_s:>8.2f}")
+    if refined_info:
+        print("(learned+gallery: the index's stage; its fit s is the refinement alone, on top"
+              " of a learned fit)")
     return 0
 
 

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-stage", default="learned",
                    choices=("learned", "distilled", "taylor", "halves", "embedding"),
                    help="first-stage space (docs/search.md compares them)")
+    p.add_argument("--refine-first-stage", default="auto", choices=("auto", "always", "never"),
+                   help="learned first stage: refine it on the gallery's own items once the"
+                        " first gallery is embedded (auto), again on everything the index"
+                        " holds after this call (always, e.g. after adding a gallery), or keep"
+                        " the fit on training pairs alone (never)")
     p.add_argument("--fit-items", type=int, default=1024,
                    help="training pairs a fitted first stage (learned, distilled) is fitted on"
                         " (at most)")
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         loaded, source, args.out, first_stage=args.first_stage, index_type=args.index_type,
         nlist=args.nlist, nprobe=args.nprobe, fit_items=args.fit_items,
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.workers,
-        device=device)
+        device=device, refine=args.refine_first_stage)
     if args.json:
         print(json.dumps({"schema": "daer.index-report/1", "out": str(args.out),
                           "job": report.job, "source": report.source, "items": report.items,
@@ -69,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
                           "already_indexed": report.already_indexed,
                           "seconds": round(report.seconds, 3), "totals": report.totals,
                           "ann": report.ann,
-                          "first_stage": index.info["first_stage"]["method"]}, indent=2))
+                          "first_stage": index.info["first_stage"]["method"],
+                          "gallery_refined": index.info["first_stage"].get("gallery_refined")},
+                         indent=2))
         return EXIT_OK
     if report.already_indexed:
         print(f"{args.out}: this gallery is already indexed (job {report.job}); nothing added")

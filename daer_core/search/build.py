@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .first_stage import DEFAULT_METHOD
+from ..interfaces.relation import emitting_logits
+from .first_stage import DEFAULT_METHOD, LearnedStage
 from .gallery import GallerySource
 from .index import DEFAULT_FIT_ITEMS, DEFAULT_SHARD_SIZE, BuildReport, GalleryIndex
 
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 
 #: first stages that learn from the training split's embeddings
 LEARNED = ("learned", "distilled", "taylor")
+#: when ``index_gallery`` refines a ``learned`` first stage on the gallery
+REFINE_CHOICES = ("auto", "always", "never")
 
 
 def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int = 0,
@@ -44,17 +48,60 @@ def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int
     return emb.text.to(device), emb.image.to(device), note
 
 
+def teacher_logits(model, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The relation head's pre-sigmoid scores of every ``text x image`` pair: what the fitted
+    first stages imitate, computed once and shared by the fit and the gallery refinement."""
+    with torch.no_grad(), emitting_logits(model.relation):
+        return model.score_matrix(text, image).float().cpu()
+
+
+def refine_on_gallery(index: GalleryIndex, text: torch.Tensor, image: torch.Tensor, *,
+                      fit_note: str, teacher: torch.Tensor | None = None) -> None:
+    """Continue the index's ``learned`` first stage on its own gallery: for the training
+    queries, the gallery items it currently ranks highest (and random ones) are scored by the
+    relation head and the towers learn their order too (:meth:`LearnedStage.fit` with
+    ``pool``). Recall depends on the order among the items candidates are drawn from, and
+    those are the gallery's, not the training split's (docs/search.md has the figures)."""
+    stage = index.first_stage
+    if not isinstance(stage, LearnedStage):
+        raise ConfigError(f"{index.root}: gallery refinement needs the 'learned' first stage,"
+                          f" the index has {stage.name!r}")
+    pool = {side: index.sides[side].embedding for side in ("text", "image")
+            if side in index.sides and len(index.sides[side])}
+    if not pool:
+        return
+    t0 = time.perf_counter()
+    if teacher is None:
+        teacher = teacher_logits(index.scorer.model, text, image)
+    refined = LearnedStage.fit(index.scorer, text, image, scores=teacher, start=stage, steps=0,
+                               pool=pool, seed=int(stage.settings.get("seed", 0)))
+    counts = {side: int(len(v)) for side, v in pool.items()}
+    index.replace_first_stage(refined, fit_note, details={
+        "gallery_refined": {"items": counts, "seconds": round(time.perf_counter() - t0, 1)}})
+    log.info("%s: first stage refined on %s gallery items in %.1f s", index.root,
+             " + ".join(f"{n} {side}" for side, n in counts.items()), time.perf_counter() - t0)
+
+
 def index_gallery(loaded, source: GallerySource, out: Path, *,
                   first_stage: str = DEFAULT_METHOD, index_type: str = "auto",
                   nlist: int | None = None, nprobe: int | None = None,
                   fit_items: int = DEFAULT_FIT_ITEMS, shard_size: int = DEFAULT_SHARD_SIZE,
                   batch_size: int = 64, num_workers: int = 0,
-                  device: torch.device | str = "cpu", show_progress: bool = True
-                  ) -> tuple[GalleryIndex, BuildReport]:
+                  device: torch.device | str = "cpu", show_progress: bool = True,
+                  refine: str = "auto") -> tuple[GalleryIndex, BuildReport]:
     """Embed ``source`` into the index at ``out``, creating it (and fitting its first stage)
     when the folder holds none. ``loaded`` is a :class:`~daer_core.training.run_loading.LoadedRun`
-    whose model is already on ``device``."""
+    whose model is already on ``device``.
+
+    ``refine`` (``learned`` first stage only): ``auto`` refines the stage on the gallery once,
+    after the first gallery is embedded (an interrupted build refines when it completes);
+    ``always`` refines again after this call, on everything the index holds then (e.g. after
+    adding a gallery); ``never`` keeps the fit on the training split alone."""
+    if refine not in REFINE_CHOICES:
+        raise ConfigError(f"refine={refine!r}: choose one of {', '.join(REFINE_CHOICES)}")
     out = Path(out)
+    text = image = teacher = None
+    note = ""
     if (out / "index.json").is_file():
         index = GalleryIndex.open(out, loaded.model, run_dir=loaded.run_dir)
         asked = {"first_stage": first_stage, "index_type": index_type}
@@ -68,17 +115,34 @@ def index_gallery(loaded, source: GallerySource, out: Path, *,
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"--out {out}: the folder exists, is not empty and holds no index"
                               f" (index.json); choose a new folder")
+        options = {}
         if first_stage in LEARNED:
             text, image, note = training_embeddings(loaded, fit_items=fit_items, device=device,
                                                     batch_size=batch_size,
                                                     num_workers=num_workers)
+            if first_stage in ("learned", "distilled"):
+                teacher = teacher_logits(loaded.model, text, image)
+                options["scores"] = teacher
         else:  # derived from the weights alone: nothing to fit
-            text, image, note = None, None, "nothing fitted (derived from the weights)"
+            note = "nothing fitted (derived from the weights)"
         index = GalleryIndex.create(out, run_dir=loaded.run_dir, model=loaded.model,
                                     train_text=text, train_image=image,
                                     first_stage=first_stage, index_type=index_type,
-                                    nlist=nlist, nprobe=nprobe, fit_note=note)
+                                    nlist=nlist, nprobe=nprobe, fit_note=note,
+                                    fit_options=options)
     report = index.add_source(source, loaded.model, loaded.preprocess, shard_size=shard_size,
                               batch_size=batch_size, num_workers=num_workers, device=device,
                               show_progress=show_progress)
+    stage_info = index.info["first_stage"]
+    wanted = refine == "always" or (refine == "auto" and "gallery_refined" not in stage_info)
+    if stage_info["method"] == "learned" and refine == "never" and "gallery_refined" not in \
+            stage_info:
+        index.record_first_stage(gallery_refined=None)   # so a later `auto` keeps it so
+    elif stage_info["method"] == "learned" and wanted:
+        if text is None:   # an existing index: embed the training pairs it was fitted on
+            text, image, _ = training_embeddings(loaded, fit_items=fit_items, device=device,
+                                                 batch_size=batch_size,
+                                                 num_workers=num_workers)
+        refine_on_gallery(index, text, image, fit_note=stage_info.get("fit", note),
+                          teacher=teacher)
     return index, report

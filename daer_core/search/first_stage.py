@@ -272,33 +272,42 @@ class LearnedStage(FirstStage):
             scores: torch.Tensor | None = None,
             pool: dict[str, torch.Tensor] | None = None, pool_items: int = 4096,
             rounds: int = 2, mined: int = 64, drawn: int = 64,
-            pool_steps: int = 150) -> "LearnedStage":
+            pool_steps: int = 150, start: "LearnedStage | None" = None) -> "LearnedStage":
         """``pool``: optional unlabelled item embeddings per side (e.g. the gallery's own
         items). After the fit on the training pairs, each training query's current top
         ``mined`` pool items (by the student) and ``drawn`` random ones are scored by the
         teacher, and ``pool_steps`` more steps fit the listwise loss on those sets too
         (``rounds`` times, re-mining each time): the order among the items a query's
-        candidates are drawn from is what recall needs."""
+        candidates are drawn from is what recall needs.
+
+        ``start``: continue from these towers instead of the bilinear fit (``rank`` and
+        ``hidden`` are then theirs), e.g. to refine an index's stage on its gallery once the
+        gallery is embedded; ``steps=0`` skips straight to the pool."""
         model = scorer.model
         if scores is None:
             with emitting_logits(model.relation):
                 scores = model.score_matrix(text_emb, image_emb, block_size=block_size)
         teacher = scores.float().cpu()
-        base = DistilledStage.fit(scorer, text_emb, image_emb, rank=rank, scores=teacher)
         gen = torch.Generator().manual_seed(seed)
         feats = {"text": scorer.features(text_emb).float().cpu(),
                  "image": scorer.features(image_emb).float().cpu()}
         params: dict[str, dict[str, torch.Tensor]] = {}
-        for side, factor in (("text", base.left), ("image", base.right)):
-            f = feats[side]
-            d, r = f.shape[1], max(rank, factor.shape[1])
-            lin = torch.zeros(d + 1, r)     # the bilinear factors, padded to ``rank`` columns
-            lin[:, :factor.shape[1]] = torch.as_tensor(factor, dtype=torch.float32)
-            params[side] = {
-                "lin": lin,
-                "mean": f.mean(0), "scale": f.std(0).clamp_min(1e-6),
-                "w1": torch.randn(d, hidden, generator=gen) * (2.0 / d) ** 0.5,
-                "b1": torch.zeros(hidden), "w2": torch.zeros(hidden, r)}
+        if start is not None:
+            params = {side: {k: torch.tensor(v) for k, v in start.towers[side].items()}
+                      for side in ("text", "image")}
+            hidden = int(params["text"]["w1"].shape[1])
+        else:
+            base = DistilledStage.fit(scorer, text_emb, image_emb, rank=rank, scores=teacher)
+            for side, factor in (("text", base.left), ("image", base.right)):
+                f = feats[side]
+                d, r = f.shape[1], max(rank, factor.shape[1])
+                lin = torch.zeros(d + 1, r)  # the bilinear factors, padded to ``rank`` columns
+                lin[:, :factor.shape[1]] = torch.as_tensor(factor, dtype=torch.float32)
+                params[side] = {
+                    "lin": lin,
+                    "mean": f.mean(0), "scale": f.std(0).clamp_min(1e-6),
+                    "w1": torch.randn(d, hidden, generator=gen) * (2.0 / d) ** 0.5,
+                    "b1": torch.zeros(hidden), "w2": torch.zeros(hidden, r)}
         trainable = [params[s][k] for s in params for k in ("lin", "w1", "b1", "w2")]
         for p in trainable:
             p.requires_grad_(True)
@@ -308,6 +317,7 @@ class LearnedStage(FirstStage):
         log_p_rows = torch.log_softmax(teacher / tau, dim=1)
         log_p_cols = torch.log_softmax(teacher / tau, dim=0)
         opt = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+        loss = None
         with torch.enable_grad():
             for _ in range(steps):
                 u = _tower(params["text"], feats["text"])
@@ -322,13 +332,14 @@ class LearnedStage(FirstStage):
                 opt.step()
         mined_sets = 0
         if pool:
-            mined_sets = _fit_on_pool(scorer, params, feats, (text_emb, image_emb), pool,
-                                      log_p_rows, log_p_cols, teacher, tau, spread, opt, gen,
-                                      pool_items=pool_items, rounds=rounds, mined=mined,
-                                      drawn=drawn, steps=pool_steps, mse_weight=mse_weight)
+            mined_sets, loss = _fit_on_pool(
+                scorer, params, feats, (text_emb, image_emb), pool, log_p_rows, log_p_cols,
+                teacher, tau, spread, opt, gen, pool_items=pool_items, rounds=rounds,
+                mined=mined, drawn=drawn, steps=pool_steps, mse_weight=mse_weight)
         towers = {side: {k: v.detach().numpy() for k, v in params[side].items()}
                   for side in params}
-        settings = {"rank": int(params["text"]["lin"].shape[1]), "hidden": hidden, "steps": steps, "lr": lr,
+        settings = {"rank": int(params["text"]["lin"].shape[1]), "hidden": hidden,
+                    "steps": steps, "lr": lr,
                     "temperature": temperature, "mse_weight": mse_weight,
                     "weight_decay": weight_decay, "seed": seed, "tau": tau,
                     "pairs": [int(teacher.shape[0]), int(teacher.shape[1])],
@@ -336,7 +347,9 @@ class LearnedStage(FirstStage):
                     "pool_settings": ({"pool_items": pool_items, "rounds": rounds,
                                        "mined": mined, "drawn": drawn, "steps": pool_steps,
                                        "sets": mined_sets} if pool else None),
-                    "final_loss": float(loss.detach())}
+                    "started_from": (None if start is None else {
+                        k: start.settings.get(k) for k in ("steps", "pairs", "pool")}),
+                    "final_loss": None if loss is None else float(loss.detach())}
         return cls(scorer, towers, settings)
 
     def item_dim(self, side):
@@ -385,8 +398,9 @@ def _teacher_sets(scorer: PairScorer, query_side: Side, q_emb: torch.Tensor,
 
 def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols, teacher,
                  tau, spread, opt, gen, *, pool_items, rounds, mined, drawn, steps,
-                 mse_weight) -> int:
-    """Continue the fit with mined sets of pool items for the training queries."""
+                 mse_weight) -> tuple[int, torch.Tensor | None]:
+    """Continue the fit with mined sets of pool items for the training queries; returns the
+    number of (query, item) pairs the teacher scored and the last loss."""
     sides = [s for s in ("text", "image") if s in pool and len(pool[s])]
     pool_emb, pool_f = {}, {}
     for side in sides:
@@ -397,6 +411,7 @@ def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols,
         pool_f[side] = scorer.features(emb).float().cpu()
     q_emb = {"text": train_emb[0], "image": train_emb[1]}
     count = 0
+    loss = None
     for _ in range(rounds):
         targets = {}
         for side in sides:                       # pool items of ``side``, queries of the other
@@ -429,7 +444,7 @@ def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols,
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-    return count
+    return count, loss
 
 
 def _tower(p: dict[str, torch.Tensor], f: torch.Tensor) -> torch.Tensor:

@@ -127,9 +127,10 @@ class GalleryIndex:
     def create(cls, root: Path, *, run_dir: Path, model, train_text: torch.Tensor | None,
                train_image: torch.Tensor | None, first_stage: str = DEFAULT_METHOD,
                index_type: str = "auto", nlist: int | None = None, nprobe: int | None = None,
-               fit_note: str = "") -> "GalleryIndex":
+               fit_note: str = "", fit_options: dict[str, Any] | None = None
+               ) -> "GalleryIndex":
         """A new, empty index for ``model``; the first stage is fitted on the given training
-        embeddings. ``root`` must not hold an index yet."""
+        embeddings (``fit_options`` go to its fit). ``root`` must not hold an index yet."""
         root = Path(root)
         if (root / "index.json").exists():
             raise SearchIndexError(f"{root}: already holds an index (index.json)")
@@ -137,7 +138,8 @@ class GalleryIndex:
             raise ConfigError(f"unknown index type {index_type!r}; choose one of"
                               f" {', '.join(ann.KINDS)}")
         scorer = PairScorer(model)
-        stage = fit_first_stage(first_stage, scorer, train_text, train_image)
+        stage = fit_first_stage(first_stage, scorer, train_text, train_image,
+                                **(fit_options or {}))
         root.mkdir(parents=True, exist_ok=True)
         (root / "shards").mkdir(exist_ok=True)
         stage.save(root / "first_stage.npz")
@@ -390,9 +392,11 @@ class GalleryIndex:
             ann.save(index, path)
             a["sides"][side] = settings.as_dict()
 
-    def replace_first_stage(self, stage: FirstStage, fit_note: str = "") -> None:
-        """Swap in another first stage (e.g. refitted with other settings): its vectors of
-        the stored embeddings re-index every side. Nothing is re-embedded."""
+    def replace_first_stage(self, stage: FirstStage, fit_note: str = "",
+                            details: dict[str, Any] | None = None) -> None:
+        """Swap in another first stage (e.g. refitted with other settings, or refined on the
+        gallery): its vectors of the stored embeddings re-index every side. Nothing is
+        re-embedded. ``details`` are recorded beside the method in ``index.json``."""
         tmp = self.root / "first_stage.tmp.npz"
         stage.save(tmp)
         a = self.info["ann"]
@@ -411,7 +415,12 @@ class GalleryIndex:
             a["sides"][side] = settings.as_dict()
             self.ann[side], self.settings[side] = index, settings
         self.first_stage = stage
-        self.info["first_stage"] = {"method": stage.name, "fit": fit_note}
+        self.info["first_stage"] = {"method": stage.name, "fit": fit_note, **(details or {})}
+        _atomic_json(self.root / "index.json", self.info)
+
+    def record_first_stage(self, **details: Any) -> None:
+        """Add facts about the first stage to ``index.json`` (e.g. how it was refined)."""
+        self.info["first_stage"].update(details)
         _atomic_json(self.root / "index.json", self.info)
 
     # ---------------------------------------------------------------- facts
