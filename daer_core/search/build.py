@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..interfaces.relation import emitting_logits
-from .first_stage import DEFAULT_METHOD, LearnedStage
+from .first_stage import DEFAULT_METHOD, LearnedStage, teacher_logits
 from .gallery import GallerySource
 from .index import DEFAULT_FIT_ITEMS, DEFAULT_SHARD_SIZE, BuildReport, GalleryIndex
 
@@ -46,13 +45,6 @@ def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int
     note = (f"{len(emb.ids)} x {len(emb.ids)} pairs of the training split of"
             f" {loaded.config.dataset.name}")
     return emb.text.to(device), emb.image.to(device), note
-
-
-def teacher_logits(model, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """The relation head's pre-sigmoid scores of every ``text x image`` pair: what the fitted
-    first stages imitate, computed once and shared by the fit and the gallery refinement."""
-    with torch.no_grad(), emitting_logits(model.relation):
-        return model.score_matrix(text, image).float().cpu()
 
 
 def refine_on_gallery(index: GalleryIndex, text: torch.Tensor, image: torch.Tensor, *,
@@ -134,11 +126,12 @@ def index_gallery(loaded, source: GallerySource, out: Path, *,
                               batch_size=batch_size, num_workers=num_workers, device=device,
                               show_progress=show_progress)
     stage_info = index.info["first_stage"]
-    wanted = refine == "always" or (refine == "auto" and "gallery_refined" not in stage_info)
-    if stage_info["method"] == "learned" and refine == "never" and "gallery_refined" not in \
-            stage_info:
+    if stage_info["method"] != "learned":
+        return index, report
+    decided = "gallery_refined" in stage_info   # refined, or built with `never`, before
+    if refine == "never" and not decided:
         index.record_first_stage(gallery_refined=None)   # so a later `auto` keeps it so
-    elif stage_info["method"] == "learned" and wanted:
+    elif refine == "always" or (refine == "auto" and not decided):
         if text is None:   # an existing index: embed the training pairs it was fitted on
             text, image, _ = training_embeddings(loaded, fit_items=fit_items, device=device,
                                                  batch_size=batch_size,

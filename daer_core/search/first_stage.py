@@ -28,7 +28,6 @@ by ``benchmarks/search_scale.py`` (figures in ``docs/search.md``):
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,6 +40,16 @@ from .scoring import PairScorer, Side
 
 METHODS: tuple[str, ...] = ("learned", "distilled", "taylor", "halves", "embedding")
 DEFAULT_METHOD = "learned"
+
+
+def teacher_logits(model, text: torch.Tensor, image: torch.Tensor, *,
+                   block_size: int = 256) -> torch.Tensor:
+    """The relation head's pre-sigmoid scores of every ``text x image`` pair: what the fitted
+    first stages imitate (computed once by ``daer index`` and shared by the fit and the
+    gallery refinement). The logit keeps differences among the best items that the sigmoid
+    flattens near 1."""
+    with torch.no_grad(), emitting_logits(model.relation):
+        return model.score_matrix(text, image, block_size=block_size).float().cpu()
 
 
 class FirstStage:
@@ -188,8 +197,10 @@ class DistilledStage(FirstStage):
         model = scorer.model
         if target not in ("logit", "score"):
             raise ConfigError(f"distilled first stage: unknown target {target!r}")
-        if scores is None:
-            with emitting_logits(model.relation) if target == "logit" else nullcontext():
+        if scores is None and target == "logit":
+            scores = teacher_logits(model, text_emb, image_emb, block_size=block_size)
+        elif scores is None:
+            with torch.no_grad():
                 scores = model.score_matrix(text_emb, image_emb, block_size=block_size)
         scores = scores.double()
         with torch.no_grad():
@@ -288,8 +299,7 @@ class LearnedStage(FirstStage):
         gallery is embedded; ``steps=0`` skips straight to the pool."""
         model = scorer.model
         if scores is None:
-            with emitting_logits(model.relation):
-                scores = model.score_matrix(text_emb, image_emb, block_size=block_size)
+            scores = teacher_logits(model, text_emb, image_emb, block_size=block_size)
         teacher = scores.float().cpu()
         gen = torch.Generator().manual_seed(seed)
         feats = {"text": scorer.features(text_emb).float().cpu(),

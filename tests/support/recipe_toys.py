@@ -9,8 +9,9 @@ from torch import nn
 
 
 def epochs_of(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "epoch"]
+    """The ``epoch`` events of a run's ``log.jsonl``, in order."""
+    events = (json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines())
+    return [e for e in events if e.get("event") == "epoch"]
 
 
 class Identity(nn.Module):

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import pytest
+from recipe_toys import epochs_of
 
 from daer_core.config import load_run_config
 from daer_core.training.api import train_and_evaluate
@@ -28,12 +29,7 @@ LOGGED = ("stage", "epoch", "train_loss", "steps", "val_accuracy", "val_i2t", "v
 
 
 def _epochs(run_dir: Path) -> list[dict]:
-    rows = []
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event.get("event") == "epoch":
-            rows.append({k: event[k] for k in LOGGED if k in event})
-    return rows
+    return [{k: e[k] for k in LOGGED if k in e} for e in epochs_of(run_dir)]
 
 
 def test_the_default_recipe_trains_the_daer_preset_as_the_old_trainer_did(tmp_path,
