@@ -16,8 +16,7 @@ import torch
 
 pytest.importorskip("faiss", reason="the search extra is not installed: pip install -e '.[search]'")
 
-GALLERY = "dataset:shapes:all"
-GALLERY_SET = ["num_pairs=80", "seed=11"]
+from search_gallery import GALLERY, GALLERY_SET  # noqa: E402
 
 
 def search_run_config() -> dict:

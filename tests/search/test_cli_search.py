@@ -7,7 +7,7 @@ import pytest
 
 from daer_core.cli import main as cli_main
 
-from conftest import GALLERY, GALLERY_SET
+from search_gallery import GALLERY, GALLERY_SET
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -11,7 +11,7 @@ from daer_core.search import GalleryIndex, GallerySearcher, PairScorer, index_ga
 from daer_core.search.first_stage import (DistilledStage, LearnedStage, fit_first_stage,
                                           load_first_stage)
 
-from conftest import GALLERY, GALLERY_SET
+from search_gallery import GALLERY, GALLERY_SET
 
 QUERY = "a large red circle left of a small blue square"
 

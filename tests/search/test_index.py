@@ -15,7 +15,7 @@ from daer_core.search import (GalleryIndex, GallerySearcher, SearchIndexError, i
                               resolve_gallery)
 from daer_core.search import index as index_module
 
-from conftest import GALLERY, GALLERY_SET
+from search_gallery import GALLERY, GALLERY_SET
 
 QUERY = "a large red circle left of a small blue square"
 
