@@ -72,6 +72,11 @@ class StageConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation score")
+    warmup_steps: int = Field(
+        0, ge=0, description="the stage's first N optimizer steps raise every learning rate "
+        "linearly from lr/N to lr (0 = none). A network trained from random weights with a "
+        "large SGD rate can otherwise lock into a constant output in its first steps and "
+        "never leave it (docs/training.md)")
     # -- fine-tuning policy for encoders that load pretrained weights (no effect otherwise) --
     backbone_lr: float | None = Field(
         None, gt=0, description="learning rate of the pretrained backbone parameters (an "

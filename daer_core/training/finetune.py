@@ -1,4 +1,5 @@
-"""The fine-tuning policy for encoders that start from pretrained weights.
+"""The fine-tuning policy for encoders that start from pretrained weights, and the
+learning-rate warmup any stage may have.
 
 A stage's config (:class:`~daer_core.config.schema.StageConfig`) may give the pretrained
 backbone its own learning rate (``backbone_lr``), keep it frozen for the stage's first epochs
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterable, Iterator
+
+import torch
 
 from torch import nn
 
@@ -61,3 +64,19 @@ def hold_batchnorm(model: nn.Module, pretrained: Iterable[nn.Parameter]) -> int:
             mod.eval()
             held += 1
     return held
+
+
+def warm_up_learning_rates(optimizers: Iterable[torch.optim.Optimizer], step: int,
+                           warmup_steps: int) -> None:
+    """Set every group's learning rate for optimizer step ``step`` (0-based) of a stage:
+    ``initial_lr * (step + 1) / warmup_steps`` during the warmup, ``initial_lr`` from then on.
+
+    The rate is a function of the step count alone (kept in the trainer's state), so a
+    resumed run continues the ramp exactly. Python floats only: no device synchronisation.
+    """
+    if warmup_steps <= 0:
+        return
+    factor = min(1.0, (step + 1) / warmup_steps)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor

@@ -42,7 +42,7 @@ from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
 from . import distributed
 from . import run_dir as rd
-from .finetune import frozen, hold_batchnorm, parameter_groups
+from .finetune import frozen, hold_batchnorm, parameter_groups, warm_up_learning_rates
 from .runtime import (capture_rng, configure_precision, derived_seed, pick_device,
                       resolve_bf16, resolve_workers, restore_rng, seed_everything)
 
@@ -58,6 +58,7 @@ class TrainerState:
     best_score: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0
+    stage_step: int = 0           # optimizer steps taken in that stage (learning-rate warmup)
     finished_training: bool = False
     skipped_ids: list[str] = field(default_factory=list)
 
@@ -283,6 +284,9 @@ class Trainer:
             else:
                 out[step] = torch.optim.AdamW(params, lr=oc.lr, betas=oc.betas,
                                               weight_decay=oc.weight_decay)
+            if sc.warmup_steps:
+                for group in out[step].param_groups:  # saved with the optimizer's state
+                    group.setdefault("initial_lr", group["lr"])
         return out
 
     def _autocast(self):
@@ -376,6 +380,9 @@ class Trainer:
                 lone += len(batch.ids)
                 continue
             tb = self._on_device(batch, spec)
+            if self.state.stage_step <= sc.warmup_steps:
+                warm_up_learning_rates(optimizers.values(), self.state.stage_step,
+                                       sc.warmup_steps)
             for step in spec.steps:
                 with self._autocast():
                     terms = self._losses(stage, step, tb)
@@ -391,6 +398,7 @@ class Trainer:
                     contrib = value.detach().double() * len(batch.ids)
                     sums[key] = sums[key] + contrib if key in sums else contrib
             steps += 1
+            self.state.stage_step += 1
             count += len(batch.ids)
             if steps % every == 0:
                 self._check_finite(sums, stage)
@@ -511,6 +519,7 @@ class Trainer:
         self.state.epoch = 0
         self.state.best_score = self.state.best_epoch = None
         self.state.bad_epochs = 0
+        self.state.stage_step = 0
         if self.state.stage_index >= len(self.stage_names):
             self.state.finished_training = True
             # the weights `daer evaluate` and `daer search` use; the classifier heads are gone

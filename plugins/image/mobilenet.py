@@ -67,6 +67,13 @@ class MobileNetV3Params(Params):
         False, description="keep torchvision's 960->1280 Hardswish layer (loaded from "
                            "weights_path) before the output layer; false = one FC from the "
                            "pooled 960 features")
+    bn_momentum: float = Field(
+        0.1, gt=0, le=1,
+        description="momentum of every batch-norm layer's running statistics (PyTorch's "
+                    "default). torchvision builds MobileNetV3 with 0.01, tuned for long "
+                    "ImageNet runs: over a few hundred steps the running statistics then lag "
+                    "the weights so far that the network in eval mode scores at chance while "
+                    "its training loss falls (docs/decisions.md 34)")
     attention_start: AttentionStart = Field("auto", description=ATTENTION_START_HELP)
     augment: bool = Field(False, description="training transform adds a mild random resized "
                                              "crop (scale 0.8-1)")
@@ -128,6 +135,9 @@ class MobileNetV3Encoder(ImageEncoder):
         self.image_size = int(size)
         self.out_dim = int(params.out_dim)
         net = mobilenet_v3_large(weights=None)
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = params.bn_momentum
         if restoring_weights():
             pass  # a run's checkpoint provides every weight next
         elif params.weights_path:

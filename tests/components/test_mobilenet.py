@@ -113,3 +113,19 @@ def test_transform_resizes_and_normalises():
     t = enc.transform(False)(Image.new("RGB", (10, 10), color=(124, 116, 104)))
     assert t.abs().max() < 0.02  # ImageNet mean colour maps to ~0
     assert "RandomHorizontalFlip" not in repr(build(attention=None).transform(True))
+
+
+
+def test_every_batchnorm_layer_takes_the_configured_momentum():
+    """torchvision builds MobileNetV3 with momentum 0.01; from random weights, a few hundred
+    steps left the running statistics so far behind that a `shapes` run scored at chance in
+    eval mode while its training loss fell (docs/training.md). The encoder's default is 0.1,
+    in every batch-norm layer, attention inserted or not, and the key can restore 0.01."""
+    def momenta(enc):
+        return {m.momentum for m in enc.modules() if isinstance(m, nn.BatchNorm2d)}
+
+    assert momenta(build()) == {0.1}
+    assert momenta(build(attention=None)) == {0.1}
+    assert momenta(build(bn_momentum=0.01)) == {0.01}
+    with pytest.raises(ValueError, match="bn_momentum"):
+        MobileNetV3Params(bn_momentum=0)
