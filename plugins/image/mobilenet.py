@@ -71,9 +71,9 @@ class MobileNetV3Params(Params):
         0.1, gt=0, le=1,
         description="momentum of every batch-norm layer's running statistics (PyTorch's "
                     "default). torchvision builds MobileNetV3 with 0.01, tuned for long "
-                    "ImageNet runs: over a few hundred steps the running statistics then lag "
-                    "the weights so far that the network in eval mode scores at chance while "
-                    "its training loss falls (docs/decisions.md 34)")
+                    "ImageNet runs: over a few hundred steps from random weights the running "
+                    "statistics then lag the weights so far that the network in eval mode "
+                    "does far worse than its training loss says (docs/training.md)")
     attention_start: AttentionStart = Field("auto", description=ATTENTION_START_HELP)
     augment: bool = Field(False, description="training transform adds a mild random resized "
                                              "crop (scale 0.8-1)")
