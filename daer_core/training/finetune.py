@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 import torch
-
 from torch import nn
 
 
