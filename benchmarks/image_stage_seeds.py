@@ -61,12 +61,11 @@ def main() -> None:
     names = [list(SETTINGS)[i] for i in args.settings]
     best: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for index, name in zip(args.settings, names):
             momentum, warmup = SETTINGS[name]
             for seed in args.seeds:
                 t0 = time.time()
-                epochs = run(momentum, warmup, seed, args.epochs,
-                             Path(tmp) / f"{args.settings[names.index(name)]}-{seed}")
+                epochs = run(momentum, warmup, seed, args.epochs, Path(tmp) / f"{index}-{seed}")
                 accs = [e["val_accuracy"] for e in epochs]
                 best[name].append(max(accs))
                 print(f"{name:<34} seed {seed}: loss {epochs[0]['train_loss']:.2f} -> "

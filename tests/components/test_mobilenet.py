@@ -115,7 +115,6 @@ def test_transform_resizes_and_normalises():
     assert "RandomHorizontalFlip" not in repr(build(attention=None).transform(True))
 
 
-
 def test_every_batchnorm_layer_takes_the_configured_momentum():
     """torchvision builds MobileNetV3 with momentum 0.01; from random weights, a few hundred
     steps left the running statistics so far behind that a `shapes` run scored at chance in
