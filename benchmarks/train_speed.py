@@ -11,11 +11,14 @@ splits the epoch into time waiting for the next batch and time in the step. Prin
 side in the same run:
 
 * stage 1 now (texts prepared once; a forward-only LSTM on the padded batch; the dual-region
-  attention's W applied once to avg + max) vs the path the trainer took before (texts
-  prepared in every step, still used for encoders with ``prepare_once = False``; the LSTM on a
-  packed sequence; W applied to the avg and the max maps separately), re-enacted here by
-  patching those two spots back for the "before" run;
-* each stage against a bare model step on batches already on the device (trainer overhead);
+  attention's W applied once to avg + max; ``train.bf16: auto``) vs the path the trainer took
+  before (texts prepared in every step, still used for encoders with ``prepare_once = False``;
+  the LSTM on a packed sequence; W applied to the avg and the max maps separately; float32,
+  the old default), re-enacted here by patching those two spots back for the "before" run;
+* where ``auto`` resolves to bf16 (CUDA with bf16, a CPU with AMX/AVX512-BF16), every stage
+  also in float32 (``train.bf16=false``), so the effect of bf16 alone is printed too;
+* each stage against a bare model step on batches already on the device, in the same
+  precision (trainer overhead);
 * images decoded in the main process vs by worker processes.
 """
 from __future__ import annotations
@@ -108,18 +111,21 @@ def text_path_before():
 
 
 def stage_run(data: Path, out: Path, stage: str, device: str, batch: int, *,
-              prepare_once: bool = True, workers: int | str = "auto") -> dict:
+              prepare_once: bool = True, workers: int | str = "auto",
+              bf16: str = "auto") -> dict:
     """One epoch of ``stage`` through the trainer; the trainer object is returned for reuse."""
     from daer_core.config import load_run_config
     from daer_core.training import trainer as trainer_mod
 
     sets = [f"dataset.params.root={data}", f"train.device={device}",
-            f"train.num_workers={workers}", "pipeline.image.encoder.params.size=224"]
+            f"train.num_workers={workers}", "pipeline.image.encoder.params.size=224",
+            f"train.bf16={bf16}"]
     for s in ("text", "image", "relation"):
         sets += [f"train.stages.{s}.enabled={'true' if s == stage else 'false'}",
                  f"train.stages.{s}.epochs=1", f"train.stages.{s}.batch_size={batch}"]
     cfg = load_run_config(None, preset="daer", dataset="manifest", overrides=sets)
-    run_dir = out / f"run-{stage}-{'once' if prepare_once else 'per-step'}-{workers}-{time.time_ns()}"
+    run_dir = out / (f"run-{stage}-{'once' if prepare_once else 'per-step'}-{workers}-"
+                     f"bf16_{bf16}-{time.time_ns()}")
     trainer = trainer_mod.Trainer(cfg, run_dir)
     trainer.model.text_encoder.prepare_once = prepare_once
     trainer._validate = lambda stage: {}  # time the training epoch only
@@ -134,13 +140,14 @@ def stage_run(data: Path, out: Path, stage: str, device: str, batch: int, *,
     timer = Timer.last
     pairs = timer.batches * batch
     return {"stage": stage, "prepare_once": prepare_once, "workers": trainer.num_workers,
-            "pairs_per_s": pairs / (timer.wait + timer.step),
+            "bf16": trainer.bf16, "pairs_per_s": pairs / (timer.wait + timer.step),
             "data_wait_share": timer.wait / (timer.wait + timer.step),
             "epoch_s": timer.wait + timer.step, "run_s": total, "trainer": trainer}
 
 
 def bare_rate(trainer, stage: str, batch: int, steps: int = 4) -> float:
-    """Pairs/s of forward + backward + SGD step on batches already on the device."""
+    """Pairs/s of forward + backward + SGD step on batches already on the device, in the
+    trainer's precision (its bf16 autocast)."""
     from daer_core.data.loader import Collate, PairTorchDataset
     spec = trainer.recipe.stage(stage)
     ds = PairTorchDataset(trainer.splits["train"][:batch], trainer.preprocess.image_train,
@@ -151,7 +158,9 @@ def bare_rate(trainer, stage: str, batch: int, steps: int = 4) -> float:
     trainer.heads.train()
 
     def one() -> None:
-        loss = trainer.recipe.losses(stage, "main", trainer.model, trainer.heads, tb)["loss"]
+        with trainer._autocast():
+            loss = trainer.recipe.losses(stage, "main", trainer.model, trainer.heads,
+                                         tb)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -186,27 +195,41 @@ def main() -> None:
     stages = args.stages.split(",")
     print(f"{args.pairs} training pairs, texts of ~{args.chars} characters, 224 px images, "
           f"batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
+    def precision(r: dict) -> str:
+        return "bf16" if r["bf16"] else "fp32"
+
     if "text" in stages:
         with text_path_before():
             before = stage_run(data, args.out, "text", args.device, args.batch,
-                               prepare_once=False)
+                               prepare_once=False, bf16="false")
+            rows.append(("text", "before: per step, packed LSTM", before,
+                         bare_rate(before["trainer"], "text", args.batch)))
         after = stage_run(data, args.out, "text", args.device, args.batch)
-        bare = bare_rate(after["trainer"], "text", args.batch)
-        rows += [("text", "before (per step, packed LSTM)", before, bare),
-                 ("text", "now (prepared once, padded LSTM)", after, bare)]
-        print(f"stage 1 speed-up, now vs before: "
-              f"{after['pairs_per_s'] / before['pairs_per_s']:.2f}x")
+        if after["bf16"]:  # auto is bf16 here: float32 as well, to show what bf16 adds
+            fp32 = stage_run(data, args.out, "text", args.device, args.batch, bf16="false")
+            rows.append(("text", "now: prepared once, padded LSTM", fp32,
+                         bare_rate(fp32["trainer"], "text", args.batch)))
+        rows.append(("text", "now: prepared once, padded LSTM", after,
+                     bare_rate(after["trainer"], "text", args.batch)))
+        for _stage, label, r, _bare in rows[1:]:
+            print(f"stage 1 speed-up, {label} ({precision(r)}) vs before (fp32): "
+                  f"{r['pairs_per_s'] / before['pairs_per_s']:.2f}x")
     for stage in [s for s in stages if s != "text"]:
         main_proc = stage_run(data, args.out, stage, args.device, args.batch, workers=0)
+        if main_proc["bf16"]:
+            fp32 = stage_run(data, args.out, stage, args.device, args.batch, workers=0,
+                             bf16="false")
+            rows.append((stage, "images decoded in the main process", fp32,
+                         bare_rate(fp32["trainer"], stage, args.batch)))
         bare = bare_rate(main_proc["trainer"], stage, args.batch)
         rows.append((stage, "images decoded in the main process", main_proc, bare))
         workers = stage_run(data, args.out, stage, args.device, args.batch, workers=2)
         rows.append((stage, "2 loader workers", workers, bare))
-    print(f"\n{'stage':9s} {'data path':36s} {'pairs/s':>8s} {'data wait':>9s} "
+    print(f"\n{'stage':9s} {'data path':36s} {'prec':4s} {'pairs/s':>8s} {'data wait':>9s} "
           f"{'bare step':>9s} {'overhead':>8s}")
     for stage, label, r, bare in rows:
-        print(f"{stage:9s} {label:36s} {r['pairs_per_s']:8.1f} {r['data_wait_share']:9.1%} "
-              f"{bare:9.1f} {1 - r['pairs_per_s'] / bare:8.1%}")
+        print(f"{stage:9s} {label:36s} {precision(r):4s} {r['pairs_per_s']:8.1f} "
+              f"{r['data_wait_share']:9.1%} {bare:9.1f} {1 - r['pairs_per_s'] / bare:8.1%}")
     best: dict[str, float] = {}
     for stage, _label, r, _bare in rows:
         best[stage] = max(best.get(stage, 0.0), r["pairs_per_s"])
