@@ -98,7 +98,15 @@ class MLPRelation(RelationHead):
                             for m in linears[1:-1]]
         q, p, n = len(t_part), len(i_part), len(t_part) * len(i_part)
         x = self._buffer(ws, "h0", n, t_part.shape[1], dtype, t_part.device)
-        torch.add(t_part.unsqueeze(1), i_part.unsqueeze(0), out=x.view(q, p, -1))
+        sums = x.view(q, p, -1)
+        if dtype == t_part.dtype == i_part.dtype:
+            torch.add(t_part.unsqueeze(1), i_part.unsqueeze(0), out=sums)
+        else:
+            # one row per text: the same sums, rounded once into the bf16 buffer. A single
+            # broadcast add that also converts was ~10x slower per pair than this loop for
+            # blocks of 128+ rows on CPU (docs/performance.md)
+            for row in range(q):
+                torch.add(i_part, t_part[row], out=sums[row])
         if len(linears) == 1:  # no hidden layer: the first layer gave the score
             return self._squash(x.squeeze(-1).to(torch.float32, copy=True)).view(q, p)
         x = self._activate_(x)
@@ -110,7 +118,9 @@ class MLPRelation(RelationHead):
                 torch.addmm(bias, x, weight_t, out=y)
             x = self._activate_(y)
         last = linears[-1]
-        score = nn.functional.linear(x.float(), last.weight, last.bias).squeeze(-1)
+        if x.dtype != torch.float32:  # into a reused float32 buffer, not a fresh tensor each call
+            x = self._buffer(ws, "out", n, x.shape[1], torch.float32, x.device).copy_(x)
+        score = nn.functional.linear(x, last.weight, last.bias).squeeze(-1)
         return self._squash(score).view(q, p)
 
     @staticmethod

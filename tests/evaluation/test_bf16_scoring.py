@@ -72,6 +72,23 @@ def test_grid_path_reuses_its_buffers_and_leaves_training_mode_to_the_module_cha
     assert model.score_matrix(torch.randn(5, 6), torch.randn(4, 5)).shape == (5, 4)
 
 
+def test_bf16_grid_path_rounds_the_pair_sums_once_and_keeps_the_output_layer_float32():
+    """The bf16 path's arithmetic, spelled out with plain ops on the whole grid: float32 pair
+    sums rounded once to bf16, bf16 hidden layers, a float32 output layer."""
+    torch.manual_seed(3)
+    head = _model([32, 16]).relation
+    t, i = torch.randn(7, 32) * 3, torch.randn(5, 32) * 3
+    first, hidden, last = [m for m in head.net if isinstance(m, nn.Linear)]
+    x = (t.unsqueeze(1) + i.unsqueeze(0)).reshape(-1, 32).to(torch.bfloat16).relu()
+    x = torch.addmm(hidden.bias.to(torch.bfloat16), x,
+                    hidden.weight.to(torch.bfloat16).t()).relu()
+    expected = torch.sigmoid(nn.functional.linear(x.float(), last.weight, last.bias)).view(7, 5)
+    ws: dict = {}
+    for _ in range(2):  # a fresh workspace, then the reused one
+        got = head.after_first_layer_grid(t, i, dtype=torch.bfloat16, workspace=ws)
+        assert torch.equal(got, expected)
+
+
 def test_evaluate_bf16_is_a_config_key_with_auto_true_false():
     from daer_core.config.loading import load_run_config
     from daer_core.errors import ConfigError
