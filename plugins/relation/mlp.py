@@ -99,12 +99,13 @@ class MLPRelation(RelationHead):
         q, p, n = len(t_part), len(i_part), len(t_part) * len(i_part)
         x = self._buffer(ws, "h0", n, t_part.shape[1], dtype, t_part.device)
         sums = x.view(q, p, -1)
-        if dtype == t_part.dtype == i_part.dtype:
+        if dtype == t_part.dtype == i_part.dtype or t_part.device.type != "cpu":
             torch.add(t_part.unsqueeze(1), i_part.unsqueeze(0), out=sums)
         else:
-            # one row per text: the same sums, rounded once into the bf16 buffer. A single
-            # broadcast add that also converts was ~10x slower per pair than this loop for
-            # blocks of 128+ rows on CPU (docs/performance.md)
+            # one row per text: the same sums, rounded once into the bf16 buffer. On CPU a
+            # single broadcast add that also converts was ~10x slower per pair than this loop
+            # for blocks of 128+ rows (docs/performance.md); on a GPU it is one kernel, and a
+            # kernel launch per row would cost more than the block's matrix product
             for row in range(q):
                 torch.add(i_part, t_part[row], out=sums[row])
         if len(linears) == 1:  # no hidden layer: the first layer gave the score
