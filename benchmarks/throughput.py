@@ -156,7 +156,7 @@ def scoring_report(model, cfg, device: torch.device, args) -> None:
     module-chain path that the grid path replaced, against the GEMM peaks of this run."""
     from torch import nn
 
-    from daer_core.evaluation.retrieval import bf16_scoring_native
+    from daer_core.precision import bf16_native
     model.eval()
     block = cfg.evaluate.block_size
     side = args.pairs
@@ -183,7 +183,7 @@ def scoring_report(model, cfg, device: torch.device, args) -> None:
                 rows, biggest.in_features, biggest.out_features, dt, device))
 
     measure_peaks()
-    native = bf16_scoring_native(device)
+    native = bf16_native(device)
     print(f"scoring: {side}x{side} pairs, block {block}, {flop_pair / 1e6:.2f} MFLOP/pair "
           f"after the split first layer; bf16 native on {device}: {native} "
           f"(evaluate.bf16: auto -> {'bf16' if native else 'float32'})")

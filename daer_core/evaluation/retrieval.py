@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..interfaces import PairRecord
+from ..precision import bf16_native as bf16_scoring_native
 from ..interfaces.relation import emitting_logits
 from .metrics import retrieval_report
 
@@ -58,19 +59,6 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
     if not ids:
         raise ValueError(f"{desc}: no usable pairs to embed")
     return Embedded(ids, torch.cat(texts).cpu(), torch.cat(images).cpu(), labels)
-
-
-def bf16_scoring_native(device: torch.device | str) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices natively: CUDA with bf16 (Ampere and
-    newer), or an x86 CPU with AMX-BF16 or AVX512-BF16. Elsewhere (AVX2 CPUs such as the
-    2-core development machine, ARM) torch emulates bf16 products, far slower than float32."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        caps = torch.cpu.get_capabilities()
-        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
-    return False
 
 
 def resolve_scoring_bf16(setting: bool | str, device: torch.device | str) -> bool:

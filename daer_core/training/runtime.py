@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..precision import bf16_native
+
 log = logging.getLogger(__name__)
 
 
@@ -80,8 +82,7 @@ def restore_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
 def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
     """``train.bf16`` (``auto``, true or false) for ``device``: ``auto`` = where bf16 is
     native (the same test as scoring's ``evaluate.bf16``)."""
-    from ..evaluation.retrieval import bf16_scoring_native
-    return bf16_scoring_native(device) if setting == "auto" else bool(setting)
+    return bf16_native(device) if setting == "auto" else bool(setting)
 
 
 def resolve_workers(setting: int | str, device: torch.device) -> int:

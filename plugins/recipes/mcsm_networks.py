@@ -49,6 +49,7 @@ from torch import nn
 from daer_core.data.feature_pairs import VectorToTensor, vectors_as_batch
 from daer_core.errors import ConfigError, DimensionMismatchError
 from daer_core.interfaces import ImageEncoder, TextEncoder, TwoTowerRelation
+from daer_core.precision import run_recurrent
 import registry
 from registry import Params
 
@@ -87,7 +88,7 @@ class RecurrentAttention(nn.Module):
         self.attention = AttentionPool(dim, attention_dim)
 
     def forward(self, seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        states, _ = self.lstm(seq)
+        states, _ = run_recurrent(self.lstm, seq)
         return self.attention(states, mask)
 
 

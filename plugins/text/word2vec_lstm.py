@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from daer_core.errors import CheckpointError, PipelineError
 from daer_core.interfaces.text import TextAttentionFactory, TextEncoder, Tokenizer
+from daer_core.precision import run_recurrent
 from registry import Params
 
 from .vectors import VectorsFormat, load_vectors
@@ -294,12 +295,12 @@ class Word2VecLSTMEncoder(TextEncoder):
         if self.packs(ids):
             packed = pack_padded_sequence(self.embed(ids), lengths.cpu().clamp_min(1),
                                           batch_first=True, enforce_sorted=False)
-            out, _ = self.lstm(packed)
+            out, _ = run_recurrent(self.lstm, packed)
             states, _ = pad_packed_sequence(out, batch_first=True, total_length=length)
         else:
             # a forward-only LSTM's state at a real token never depends on the padding after
             # it, so the padded batch runs as is and the mask below hides the padded positions
-            states, _ = self.lstm(self.embed(ids))
+            states, _ = run_recurrent(self.lstm, self.embed(ids))
         mask = torch.arange(length, device=ids.device).unsqueeze(0) < lengths.to(
             ids.device).unsqueeze(1)
         if self.attention is not None:
