@@ -28,7 +28,7 @@ def _cpu_bf16_emulated_autocast(device: torch.device) -> bool:
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not bf16_native("cpu"))
 
 
-def run_recurrent(rnn: nn.RNNBase, inputs: torch.Tensor | PackedSequence
+def run_recurrent(rnn: nn.Module, inputs: torch.Tensor | PackedSequence
                   ) -> tuple[torch.Tensor | PackedSequence, object]:
     """``rnn(inputs)``, in float32 when bf16 autocast is on for a CPU without native bf16.
 

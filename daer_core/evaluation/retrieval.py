@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from ..interfaces import PairRecord
-from ..precision import bf16_native as bf16_scoring_native
 from ..interfaces.relation import emitting_logits
+from ..precision import bf16_native as bf16_scoring_native
 from .metrics import retrieval_report
 
 log = logging.getLogger(__name__)
