@@ -10,7 +10,7 @@ import torch
 
 from ..interfaces import PairRecord
 from ..interfaces.relation import emitting_logits
-from ..precision import bf16_native as bf16_scoring_native
+from ..precision import bf16_native
 from .metrics import retrieval_report
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
 def resolve_scoring_bf16(setting: bool | str, device: torch.device | str) -> bool:
     """``evaluate.bf16`` (``auto``, true or false) for ``device``."""
     if setting == "auto":
-        return bf16_scoring_native(device)
+        return bf16_native(device)
     if not isinstance(setting, bool):
         raise ValueError(f"evaluate.bf16 must be auto, true or false, got {setting!r}")
-    if setting and not bf16_scoring_native(device):
+    if setting and not bf16_native(device):
         log.warning("evaluate.bf16: true on %s, which has no native bf16 matrix products "
                     "(needs CUDA with bf16, or a CPU with AMX/AVX512-BF16): scoring will be "
                     "much slower than float32; set evaluate.bf16: auto", torch.device(device))

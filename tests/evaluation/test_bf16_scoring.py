@@ -104,7 +104,7 @@ def test_auto_follows_native_bf16_support_and_reaches_score_matrix(monkeypatch, 
     from daer_core.evaluation import retrieval
     caps = torch.cpu.get_capabilities()
     native = bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
-    assert retrieval.bf16_scoring_native("cpu") == native
+    assert retrieval.bf16_native("cpu") == native
     assert retrieval.resolve_scoring_bf16("auto", "cpu") == native
     assert retrieval.resolve_scoring_bf16(False, "cpu") is False
     with pytest.raises(ValueError, match="evaluate.bf16"):
@@ -117,10 +117,10 @@ def test_auto_follows_native_bf16_support_and_reaches_score_matrix(monkeypatch, 
                              [(0,), (1,), (0,)])
     for setting, native_here, expected in [("auto", True, True), ("auto", False, False),
                                            (False, True, False), (True, True, True)]:
-        monkeypatch.setattr(retrieval, "bf16_scoring_native", lambda device, n=native_here: n)
+        monkeypatch.setattr(retrieval, "bf16_native", lambda device, n=native_here: n)
         retrieval.evaluate_embedded(model, emb, bf16=setting, ks=(1,))
         assert seen[-1] is expected
-    monkeypatch.setattr(retrieval, "bf16_scoring_native", lambda device: False)
+    monkeypatch.setattr(retrieval, "bf16_native", lambda device: False)
     with caplog.at_level("WARNING"):
         retrieval.score_embedded(model, emb, bf16=True)
     assert "evaluate.bf16: true" in caplog.text
