@@ -18,7 +18,7 @@ from .exit_codes import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE  # noqa: F401 (re-expo
 
 #: command modules, in the order they appear in ``daer --help``
 COMMAND_MODULES: tuple[str, ...] = (
-    "plugins_cmd", "config_cmd", "train_cmd", "evaluate_cmd", "search_cmd", "index_cmd",
+    "plugins_cmd", "config_cmd", "train_cmd", "tune_cmd", "evaluate_cmd", "search_cmd", "index_cmd",
     "serve_cmd", "data_cmd", "benchmark_cmd",
 )
 

@@ -81,11 +81,13 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     """Recursively merge ``over`` into a copy of ``base``; ``over`` wins on conflicts.
 
     A component reference that changes ``name`` replaces the base's params instead of
-    merging them, because params of one component mean nothing to another.
+    merging them, because params of one component mean nothing to another. An entry keyed
+    by a dotted key path (``tune.space``'s ``train.stages.text.optimizer.lr: {...}``) is
+    replaced whole: a range given as ``choices`` must not inherit the base's ``low``/``log``.
     """
     out = copy.deepcopy(dict(base))
     for key, value in over.items():
-        if (isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        if ("." not in str(key) and isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
                 and not ("name" in value and value.get("name") != out[key].get("name"))):
             out[key] = deep_merge(out[key], value)
         else:

@@ -6,9 +6,10 @@ own params model when the config is resolved (:func:`daer_core.config.loading.re
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -169,6 +170,73 @@ class EvalConfig(Strict):
     examples: int = Field(3, ge=0, description="queries per direction in the examples picture")
 
 
+class ParamRange(Strict):
+    """One searched setting of ``tune.space``: a range (``low``/``high``, optionally ``log``
+    or ``step``) or a list of ``choices``. Integers stay integers when ``low`` and ``high``
+    are written as integers (``{low: 4, high: 12}``), unless ``type`` says otherwise."""
+
+    low: int | float | None = Field(None, description="lower end of the range (inclusive)")
+    high: int | float | None = Field(None, description="upper end of the range (inclusive)")
+    log: bool = Field(False, description="sample the range on a log scale (learning rates)")
+    step: int | float | None = Field(None, gt=0, description="grid step inside the range")
+    choices: list[Any] | None = Field(None, min_length=1, description="categorical values")
+    type: Literal["int", "float", "choice"] | None = Field(
+        None, description="int / float / choice; inferred from the other keys when omitted")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ParamRange":
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.step:
+                raise ValueError("give either choices or a range (low/high), not both")
+            if self.type not in (None, "choice"):
+                raise ValueError(f"type {self.type!r} does not go with choices")
+            self.__dict__["type"] = "choice"
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low > self.high:
+            raise ValueError(f"need finite low <= high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step:
+            raise ValueError("log and step cannot be combined")
+        kind = self.type or ("int" if all(isinstance(v, int) and not isinstance(v, bool)
+                                          for v in (self.low, self.high, self.step or 1))
+                             else "float")
+        if kind == "choice":
+            raise ValueError("type choice needs choices")
+        self.__dict__["type"] = kind
+        return self
+
+
+class TuneConfig(Strict):
+    """``daer tune``: what is searched and with which budget (docs/tuning.md).
+
+    ``space`` maps key paths of this run config (``train.stages.text.optimizer.lr``) to the
+    range searched for each; a preset ships a default space, and a config may add entries or
+    drop one by setting it to null. The objective is always a validation score."""
+
+    space: dict[str, ParamRange | None] = Field(
+        default_factory=dict, description="key path -> range or choices (null drops an entry)")
+    trials: int = Field(20, ge=1, description="trials of the study in all (every worker)")
+    minutes: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                  description="start no new trial after this many minutes")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of the TPE sampler")
+    pruner: Literal["median", "none"] = Field(
+        "median", description="median: stop a trial whose validation score at an epoch is "
+                              "below the median of earlier trials at the same stage and epoch")
+    startup_trials: int = Field(
+        3, ge=0, description="trials sampled at random (and never pruned) before TPE and the "
+                             "pruner take over")
+    keep_checkpoints: bool = Field(
+        False, description="keep each finished trial's checkpoints (large: several per "
+                           "trial); its log, config and validation score are always kept")
+
+    def active_space(self) -> dict[str, ParamRange]:
+        """The entries that were not dropped with null."""
+        return {k: v for k, v in self.space.items() if v is not None}
+
+
 class RunConfig(Strict):
     """Everything a run needs. ``preset`` names a base config merged under this one."""
 
@@ -179,6 +247,8 @@ class RunConfig(Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig,
+                             description="search space and budget of `daer tune`")
 
 
 #: where component references live in a RunConfig, and their kinds

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -49,6 +49,17 @@ from .runtime import (capture_rng, configure_precision, derived_seed, pick_devic
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """What one finished epoch tells the trainer's ``epoch_hooks``."""
+
+    stage: str
+    stage_index: int      # position of the stage in the recipe
+    epoch: int            # epochs completed in that stage (1 after the first)
+    score: float | None   # the stage's validation score (None without a validation split)
+    metrics: dict[str, Any]
+
+
 @dataclass
 class TrainerState:
     """The trainer's own counters — saved in every checkpoint's ``state.json``."""
@@ -69,7 +80,8 @@ class TrainerState:
 class Trainer:
     """Trains one run into ``run_dir``; :meth:`run` returns the test metrics."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, registry=None):
+    def __init__(self, config: RunConfig, run_dir: Path, registry=None, *,
+                 splits: tuple[str, ...] = ("train", "val", "test")):
         if registry is None:
             from registry import get_registry
             registry = get_registry()
@@ -91,12 +103,16 @@ class Trainer:
         #: a feature dataset trains feature-level encoders (``inputs = "features"``)
         self.features = isinstance(self.dataset, FeatureDataset)
         self.classes = list(self.dataset.classes)
+        #: the splits this trainer reads; ``daer tune`` leaves out "test", which a trial
+        #: must never see (the dataset is not even asked for it)
+        self.split_names = tuple(splits)
         if self.features:
-            self.splits = {s: feature_records(self.dataset, s) for s in ("train", "val", "test")}
+            self.splits = {s: feature_records(self.dataset, s) for s in self.split_names}
         else:
-            self.splits = {s: list(self.dataset.split(s)) for s in ("train", "val", "test")}
+            self.splits = {s: list(self.dataset.split(s)) for s in self.split_names}
+        self.splits.setdefault("val", [])
         for s in ("train", "test"):
-            if not self.splits[s]:
+            if s in self.splits and not self.splits[s]:
                 raise DataError(f"dataset {config.dataset.name!r}: the {s} split is empty")
         if not self.splits["val"]:
             log.warning("dataset %r has no validation split: early stopping and best-checkpoint"
@@ -118,6 +134,9 @@ class Trainer:
         self._prepared: dict[str, PreparedTexts] = {}
         self._ddp: nn.Module | None = None
         self._stage_loader = None  # the training loader of the stage in progress
+        #: called after every epoch's validation with an :class:`EpochReport`; an exception
+        #: raised by a hook (``daer tune``'s pruner) ends the run after that epoch's log line
+        self.epoch_hooks: list[Callable[[EpochReport], None]] = []
 
     def _check_inputs(self) -> None:
         """Raw pairs need raw-input encoders, feature datasets feature-level ones."""
@@ -496,6 +515,10 @@ class Trainer:
             log.info("%s epoch %d/%d: %s", spec.title, self.state.epoch, sc.epochs,
                      ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in {**train, **val}.items()))
+            report = EpochReport(stage=stage, stage_index=self.state.stage_index,
+                                 epoch=self.state.epoch, score=score, metrics={**train, **val})
+            for hook in self.epoch_hooks:
+                hook(report)
             stop = sc.patience is not None and self.state.bad_epochs >= sc.patience
             if stop:
                 self._log("early_stop", stage=stage, epoch=self.state.epoch,
@@ -653,8 +676,25 @@ class Trainer:
             self._ddp = DistributedDataParallel(_RecipeModule(self.recipe, self.model, self.heads),
                                                 find_unused_parameters=True)
 
+    @torch.no_grad()
+    def validation_metrics(self) -> dict[str, float]:
+        """Retrieval mAP of the current model on the validation split (``daer tune``'s
+        objective: the final model, scored exactly as a retrieval stage's epochs are)."""
+        if not self.splits["val"]:
+            raise DataError(f"dataset {self.config.dataset.name!r} has no validation split;"
+                            " a validation score needs one")
+        self.model.eval()
+        emb = self._embed(self.splits["val"], "validation")
+        rep, _ = evaluate_embedded(self.model, emb, block_size=self.config.evaluate.block_size,
+                                   device=self.device, ks=self.config.evaluate.ks,
+                                   bf16=self.config.evaluate.bf16)
+        return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"]}
+
     def evaluate(self) -> dict:
         """Test-split metrics (written by rank 0; every process returns them)."""
+        if "test" not in self.splits:
+            raise DataError("this trainer was built without the test split (a tuning trial"
+                            " never reads it)")
         from .report import write_evaluation
         metrics = None
         if self.dist.is_main:

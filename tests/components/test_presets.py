@@ -63,8 +63,10 @@ def test_the_ablations_are_daer_plus_their_differences(reg):
     """Each Table 3 ablation states only what it changes; daer-pretrained keeps its policy."""
     for name in ("daer-c", "daer-i", "daer-t", "daer-i-t", "daer-pretrained"):
         assert reg.preset(name).extends == "daer", name
-    assert reg.preset("daer-i").config == {"pipeline": {"text": {"attention": None},
-                                                        "enhancement": {"name": "identity"}}}
+    assert reg.preset("daer-i").config == {
+        "pipeline": {"text": {"attention": None}, "enhancement": {"name": "identity"}},
+        # no signed power in the variant, so its k leaves daer's search space
+        "tune": {"space": {"pipeline.enhancement.params.k": None}}}
     cfg = load_run_config(None, preset="daer-pretrained", registry=reg)
     image = cfg.train.stages.image
     assert (image.epochs, image.backbone_lr, image.frozen_backbone_epochs, image.batchnorm) == (
