@@ -94,6 +94,7 @@ def _plots(study, out_dir: Path) -> list[str]:
         try:
             with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.simplefilter("ignore", UserWarning)  # "importances will be equal"
                 ax = plot(study)
             fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
             fig.set_size_inches(8, 4.5)

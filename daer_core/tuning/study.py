@@ -101,9 +101,8 @@ def open_study(out_dir: Path, study_name: str, storage: str | None = None, *,
 
 def _queue_again(study, trial) -> None:
     """Queue the settings of an interrupted trial with its run directory, once."""
-    if trial.user_attrs.get("requeued"):
+    if any(t.user_attrs.get("resumes") == trial.number for t in study.get_trials(deepcopy=False)):
         return
-    study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
     study.enqueue_trial(dict(trial.params), user_attrs={
         "run_dir": trial.user_attrs.get("run_dir"), "resumes": trial.number})
     log.warning("trial %d was interrupted; its settings are queued again and will resume"
@@ -122,6 +121,7 @@ def _pid_alive(pid: int) -> bool:
 
 def recover_interrupted(study) -> int:
     """Fail and re-queue RUNNING trials whose worker process on this machine is gone."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -133,9 +133,12 @@ def recover_interrupted(study) -> int:
         if worker["pid"] == os.getpid() or _pid_alive(worker["pid"]):
             continue
         storage = study._storage
-        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        _queue_again(study, t)
+        try:  # another worker may be recovering it at this moment: the first one wins
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue
+        _queue_again(study, storage.get_trial(t._trial_id))
         n += 1
     return n
 
