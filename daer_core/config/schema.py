@@ -228,6 +228,10 @@ class TuneConfig(Strict):
     startup_trials: int = Field(
         3, ge=0, description="trials sampled at random (and never pruned) before TPE and the "
                              "pruner take over")
+    start_with_config: bool = Field(
+        True, description="a new study's first trial runs the config's own values (where "
+                          "they lie in the space), so the best found is never worse on "
+                          "validation than the settings it started from")
     keep_checkpoints: bool = Field(
         False, description="keep each finished trial's checkpoints (large: several per "
                            "trial); its log, config and validation score are always kept")

@@ -134,3 +134,30 @@ def _closest(data: Mapping[str, Any], dotted: str) -> str:
     walk(data, "")
     close = difflib.get_close_matches(dotted, keys, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def get_key(data: Mapping[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` in a nested dict (KeyError when a part is missing)."""
+    node: Any = data
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def config_values(base: Mapping[str, Any], space: Mapping[str, ParamRange]) -> dict[str, Any] | None:
+    """The config's own value for every space entry, when each lies inside its range (the
+    first trial of a new study); None when any is missing or outside."""
+    out: dict[str, Any] = {}
+    for key, rng in space.items():
+        try:
+            value = get_key(base, key)
+        except (KeyError, TypeError):
+            return None
+        if rng.type == "choice":
+            if value not in rng.choices:
+                return None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not rng.low <= value <= rng.high or (rng.type == "int" and value != int(value)):
+            return None
+        out[key] = value
+    return out

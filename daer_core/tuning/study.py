@@ -30,7 +30,7 @@ from ..config import RunConfig
 from ..errors import ConfigError, DaerError, TrainingError
 from ..training import checkpoint as ck
 from . import report as rp
-from .space import apply_params, check_space, suggest_params
+from .space import apply_params, check_space, config_values, suggest_params
 from .trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,13 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
     base = config.model_dump(mode="json")
     base.pop("preset", None)
     trials_dir = out_dir / "trials"
+    if tc.start_with_config and not study.get_trials(deepcopy=False):
+        start = config_values(base, space)
+        if start is not None:
+            study.enqueue_trial(start, user_attrs={"start": True}, skip_if_exists=True)
+        else:
+            log.info("the config's own values are not all inside tune.space; the first"
+                     " trial is sampled like the others")
     t0 = time.monotonic()
     failures = 0
     stopped_by = "trials"

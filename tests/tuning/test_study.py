@@ -73,7 +73,7 @@ def test_the_pruner_stops_a_scripted_bad_trial_after_its_first_epoch(tmp_path, m
     study, _ = open_study(out, "tiny-study")
     for lr in (0.05, 0.08, 0.001):
         study.enqueue_trial({LR: lr, K: 0.6})
-    tune(load_run_config(tiny_tune_config()), out, trials=3)
+    tune(load_run_config(tiny_tune_config()), out, trials=3)  # the study is not new: no start
     trials = {t.number: t for t in open_study(out, "tiny-study")[0].get_trials()}
     assert [trials[n].state for n in range(3)] == [
         TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
@@ -112,9 +112,20 @@ def test_the_sampler_is_seeded(tmp_path):
     assert drawn[0] == drawn[1]
     other = tiny_tune_config()
     other["tune"]["seed"] = 1
-    tune(load_run_config(other), tmp_path / "s-other", trials=1)
-    assert open_study(tmp_path / "s-other", "tiny-study")[0].get_trials()[0].params != \
-        drawn[0][0]
+    tune(load_run_config(other), tmp_path / "s-other", trials=2)
+    assert open_study(tmp_path / "s-other", "tiny-study")[0].get_trials()[1].params != \
+        drawn[0][1]
+
+
+def test_the_first_trial_runs_the_configs_own_values(tmp_path):
+    """So the best of a study is never worse on validation than where it started."""
+    tune(load_run_config(tiny_tune_config()), tmp_path / "s", trials=2)
+    first = open_study(tmp_path / "s", "tiny-study")[0].get_trials()[0]
+    assert first.params == {K: 0.6, LR: 0.01} and first.user_attrs["start"]
+    outside = tiny_tune_config()
+    outside["train"]["stages"]["relation"]["optimizer"]["lr"] = 0.5   # above the range
+    tune(load_run_config(outside), tmp_path / "o", trials=1)
+    assert not open_study(tmp_path / "o", "tiny-study")[0].get_trials()[0].user_attrs.get("start")
 
 
 def test_a_resumed_trial_reports_its_logged_epochs_again(tmp_path):
