@@ -15,7 +15,7 @@ import threading
 import time
 import tracemalloc
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,8 +23,9 @@ import numpy as np
 
 from ..errors import ConfigError, DaerError
 from ..evaluation.metrics import retrieval_report
-from .config import DatasetEntry, MethodEntry, ResampleConfig
+from .config import DatasetEntry, MethodEntry, ResampleConfig, TuneBudget
 from .data import BenchmarkData
+from .tuning import Tuned
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Measured:
     peak_memory_mb: float
     n_train: int
     n_eval: int
+    tuned: "Tuned" = field(default_factory=lambda: Tuned())
 
 
 @contextmanager
@@ -131,25 +133,44 @@ def baseline_params(registry, entry: MethodEntry, seed: int) -> dict[str, Any]:
     return params
 
 
-def run_baseline(registry, entry: MethodEntry, data: BenchmarkData, rows: np.ndarray,
-                 seed: int) -> Measured:
-    """Fit a registered method on the resampled training rows and rank the evaluation split."""
-    method = registry.create("method", entry.name, baseline_params(registry, entry, seed))
-    train = data.train
-    labels = np.asarray(train.labels)[rows]
+def fit_and_rank(registry, name: str, params: dict[str, Any], train_image, train_text,
+                 train_labels, eval_image, eval_text, eval_labels) -> tuple[dict, dict]:
+    """Fit method ``name`` with ``params`` and rank the evaluation rows in its common space;
+    returns the retrieval report and the fit's time and traced memory."""
+    method = registry.create("method", name, params)
     with measure() as m:
-        method.fit(np.asarray(train.image)[rows], np.asarray(train.text)[rows], labels)
-    ev = data.evaluate
-    img = np.asarray(method.transform_image(ev.image), dtype=np.float64)
-    txt = np.asarray(method.transform_text(ev.text), dtype=np.float64)
+        method.fit(np.asarray(train_image), np.asarray(train_text), np.asarray(train_labels))
+    img = np.asarray(method.transform_image(eval_image), dtype=np.float64)
+    txt = np.asarray(method.transform_text(eval_text), dtype=np.float64)
     if img.shape[1] != txt.shape[1]:
-        raise CellError(f"method {entry.name!r} mapped images to {img.shape[1]} and texts to"
+        raise CellError(f"method {name!r} mapped images to {img.shape[1]} and texts to"
                         f" {txt.shape[1]} dimensions; a common space needs one width")
     similarity = getattr(method, "similarity", None)
     scores = (similarity(img, txt) if callable(similarity)
               else _unit_rows(txt) @ _unit_rows(img).T)
-    metrics = retrieval_report(scores, ev.labels, ev.labels)
-    return Measured(metrics, m["seconds"], m["peak_mb"], len(rows), len(ev.labels))
+    return retrieval_report(scores, eval_labels, eval_labels), m
+
+
+def run_baseline(registry, entry: MethodEntry, data: BenchmarkData, rows: np.ndarray,
+                 seed: int, budget: TuneBudget | None = None,
+                 resample: ResampleConfig | None = None) -> Measured:
+    """Fit a registered method on the resampled training rows and rank the evaluation split;
+    with a tuning ``budget``, its ``space`` is searched on the run's left-out rows first."""
+    params = baseline_params(registry, entry, seed)
+    tuned = Tuned()
+    if budget is not None and entry.space:
+        from .tuning import tune_baseline
+
+        def rank(p, *arrays):
+            return fit_and_rank(registry, entry.name, p, *arrays)[0]
+        tuned = tune_baseline(registry, entry.model_copy(update={"params": params}), data,
+                              rows, seed, budget, resample or ResampleConfig(), rank)
+        params = tuned.params
+    train, ev = data.train, data.evaluate
+    metrics, m = fit_and_rank(registry, entry.name, params, np.asarray(train.image)[rows],
+                              np.asarray(train.text)[rows], np.asarray(train.labels)[rows],
+                              ev.image, ev.text, ev.labels)
+    return Measured(metrics, m["seconds"], m["peak_mb"], len(rows), len(ev.labels), tuned)
 
 
 def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int,
@@ -188,15 +209,23 @@ def daer_run_config(entry: MethodEntry, dataset: DatasetEntry, seed: int,
 
 def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Path,
              train_fn: Callable[..., dict] | None = None,
-             resample: ResampleConfig | None = None) -> Measured:
+             resample: ResampleConfig | None = None,
+             budget: TuneBudget | None = None) -> Measured:
     """Train and evaluate DAER through the core training API (imported only when needed).
 
     An interrupted cell resumes from its last checkpoint; a folder left without any
-    checkpoint (interrupted before the first) is cleared and the run starts over.
+    checkpoint (interrupted before the first) is cleared and the run starts over. With a
+    tuning ``budget`` the cell first runs ``daer tune`` in ``cell_dir/tune`` (resumable too)
+    and then trains the best config in ``cell_dir/run``.
     """
     if train_fn is None:
         from ..training.api import train_and_evaluate as train_fn
     cfg = daer_run_config(entry, dataset, seed, resample)
+    tuned = Tuned()
+    if budget is not None:
+        from .tuning import tune_daer
+        cfg, tuned = tune_daer(cfg, cell_dir / "tune", seed, budget)
+        cell_dir = cell_dir / "run"
     latest = cell_dir / "checkpoints" / "LATEST"
     resume = latest.is_file()
     if not resume and cell_dir.exists():
@@ -208,7 +237,8 @@ def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Pat
         if key not in metrics:
             raise CellError(f"the trainer's metrics lack {key!r} (got {sorted(metrics)})")
     return Measured(metrics, m["seconds"], m["peak_mb"], _split_size(cell_dir, "train"),
-                    int(metrics.get("pairs") or metrics.get("i2t_detail", {}).get("queries") or 0))
+                    int(metrics.get("pairs") or metrics.get("i2t_detail", {}).get("queries") or 0),
+                    tuned)
 
 
 def _split_size(run_dir: Path, split: str) -> int:

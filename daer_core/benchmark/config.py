@@ -31,6 +31,7 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config.loading import apply_overrides, format_validation_error, read_config_file
+from ..config.schema import ParamRange
 from ..errors import ConfigError
 
 #: params resolved against the project root when relative (key paths inside a dataset entry)
@@ -78,6 +79,21 @@ class DatasetEntry(_Strict):
                                                                " project root")
 
 
+class TuneBudget(_Strict):
+    """The tuning budget of a benchmark, the same for every method that has settings.
+
+    Each cell (method, dataset, run) searches on its own run's validation rows — for the
+    baselines the training rows the run's resample leaves out, for trained methods the split
+    their dataset carves with the run's seed (the same rows when paired) — then fits the
+    best settings and ranks the test split once. ``trials: 0`` leaves a method untuned.
+    """
+
+    trials: int = Field(ge=0, description="trials per cell (0: the method's own settings)")
+    minutes: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                  description="also stop a cell's search after M minutes")
+    seed: int = Field(0, ge=0, description="sampler seed (plus the run's seed)")
+
+
 class MethodEntry(_Strict):
     """Either a registered baseline (``name`` + ``params``) or a DAER run config (``daer``)."""
 
@@ -85,6 +101,12 @@ class MethodEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="its params")
     daer: dict[str, Any] | None = Field(None, description="run config (preset, pipeline,"
                                                           " train, ...) for the DAER trainer")
+    tune: TuneBudget | None = Field(None, description="this method's tuning budget"
+                                                      " (default: the benchmark's `tune`)")
+    space: dict[str, ParamRange] = Field(
+        default_factory=dict, description="a registered method's searched params: param name"
+                                          " -> range or choices (a `daer` method searches its"
+                                          " run config's tune.space)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "MethodEntry":
@@ -94,6 +116,9 @@ class MethodEntry(_Strict):
         if self.daer is not None and self.params:
             raise ValueError("`params` belong to a registered method; put DAER settings"
                              " inside `daer`")
+        if self.daer is not None and self.space:
+            raise ValueError("`space` searches a registered method's params; a `daer` method"
+                             " searches its run config's tune.space (put it inside `daer`)")
         return self
 
     @property
@@ -114,8 +139,16 @@ class BenchmarkConfig(_Strict):
                                                          " DAER method)")
     on_error: Literal["stop", "continue"] = Field(
         "stop", description="stop at a failing cell, or record it and go on")
+    tune: TuneBudget | None = Field(
+        None, description="tune every method with settings on each run's validation rows,"
+                          " with this budget (docs/tuning.md); null: no tuning")
     datasets: dict[str, DatasetEntry] = Field(min_length=1)
     methods: dict[str, MethodEntry] = Field(min_length=1)
+
+    def budget(self, method: str) -> TuneBudget | None:
+        """The tuning budget of ``method`` (its own, else the benchmark's; None: untuned)."""
+        b = self.methods[method].tune or self.tune
+        return b if b is not None and b.trials > 0 else None
 
     @model_validator(mode="after")
     def _names_exist(self) -> "BenchmarkConfig":

@@ -128,17 +128,46 @@ def significance_table(index: ResultIndex, reference: str) -> str:
 
 
 def cost_table(index: ResultIndex) -> str:
-    head = ["Method"] + [f"{index.label(d)}: fit s" for d in index.datasets] + \
-           [f"{index.label(d)}: peak MB" for d in index.datasets]
+    """Mean fit time and peak memory per run; with tuning, also the trials and the search
+    time per run (the budget each method actually used)."""
+    attrs = ["fit_seconds", "peak_memory_mb"]
+    names = {"fit_seconds": "fit s", "peak_memory_mb": "peak MB", "tune_trials": "trials",
+             "tune_seconds": "tuning s"}
+    if any(c.tune_trials for runs in index.by.values() for c in runs.values()):
+        attrs += ["tune_trials", "tune_seconds"]
+    head = ["Method"] + [f"{index.label(d)}: {names[a]}" for a in attrs for d in index.datasets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in index.methods:
         row = [m]
-        for attr in ("fit_seconds", "peak_memory_mb"):
+        for attr in attrs:
             for d in index.datasets:
                 s = index.summary(m, d, attr)
                 row.append("—" if s.n == 0 else f"{s.mean:.3g}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def tuning_note(config: BenchmarkConfig) -> str:
+    """One sentence stating who was tuned with which budget (empty without tuning)."""
+    budgets: dict[str, list[str]] = {}
+    untuned = []
+    for m, entry in config.methods.items():
+        b = config.budget(m)
+        has_space = entry.kind == "daer" or bool(entry.space)
+        if b is None or not has_space:
+            untuned.append(m)
+            continue
+        text = f"{b.trials} trials" + (f" or {b.minutes:g} minutes" if b.minutes else "")
+        budgets.setdefault(text, []).append(m)
+    if not budgets:
+        return ""
+    parts = [f"{text} per run for {', '.join(ms)}" for text, ms in budgets.items()]
+    note = ("**Tuning:** settings searched on each run's validation rows (Optuna TPE; the"
+            " first trial is the method's own settings; the test split is ranked once, after"
+            " the search): " + "; ".join(parts) + ".")
+    if untuned:
+        note += f" Not tuned (no budget or no settings to search): {', '.join(untuned)}."
+    return note
 
 
 def render_markdown(config: BenchmarkConfig, cells: Iterable[CellResult],
@@ -156,6 +185,9 @@ def render_markdown(config: BenchmarkConfig, cells: Iterable[CellResult],
            f" dataset carves its validation split (paired runs). mAP over the whole {config.eval_split} gallery (Eq. 12),"
            " ranked in each method's common space by its similarity (cosine unless the"
            " method defines its own).", ""]
+    tuning = tuning_note(config)
+    if tuning:
+        out += [tuning, ""]
     for d in index.datasets:
         out.append(f"- {index.label(d)}: {sources.get(d, config.datasets[d].dataset.name)}")
     out += ["", "## Table 1 — mAP (mean ± std over runs)", "",

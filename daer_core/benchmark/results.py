@@ -35,6 +35,9 @@ class CellResult:
     n_eval: int
     config_hash: str
     finished_at: str
+    tune_trials: int = 0          # trials of the cell's search (0: untuned)
+    tune_seconds: float = 0.0     # wall time of that search
+    tuned_params: str = ""        # the settings it chose, as JSON
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -42,14 +45,16 @@ class CellResult:
 
 
 COLUMNS: list[str] = [f.name for f in fields(CellResult)]
-_INTS = {"run", "seed", "n_train", "n_eval"}
-_FLOATS = {"i2t", "t2i", "avg", "chance", "fit_seconds", "peak_memory_mb"}
+_INTS = {"run", "seed", "n_train", "n_eval", "tune_trials"}
+_FLOATS = {"i2t", "t2i", "avg", "chance", "fit_seconds", "peak_memory_mb", "tune_seconds"}
+#: columns added later, with the value rows written before them had
+_OPTIONAL = {"tune_trials": "0", "tune_seconds": "0", "tuned_params": ""}
 
 
 def _parse(row: dict[str, str]) -> CellResult:
     values = {}
     for name in COLUMNS:
-        raw = row.get(name)
+        raw = row.get(name, _OPTIONAL.get(name))
         if raw is None:
             raise ValueError(f"column {name!r} missing")
         values[name] = int(raw) if name in _INTS else float(raw) if name in _FLOATS else raw

@@ -5,6 +5,7 @@ baseline cells still has to run, so a finished benchmark re-run only rewrites th
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -94,6 +95,9 @@ def cell_hash(config: BenchmarkConfig, method: str, dataset: str, run: int) -> s
     # trained cells depend on it too: their validation carve pairs them with the baselines'
     # subsample (cells.daer_run_config)
     spec["resample"] = config.resample.model_dump()
+    budget = config.budget(method)
+    if budget is not None:  # (absent when untuned: results of untuned configs stay valid)
+        spec["tune"] = budget.model_dump()
     return spec_hash(spec)
 
 
@@ -171,6 +175,9 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
                 avg=float(measured.metrics["avg"]), chance=float(measured.metrics["chance"]),
                 fit_seconds=measured.fit_seconds, peak_memory_mb=measured.peak_memory_mb,
                 n_train=measured.n_train, n_eval=measured.n_eval,
+                tune_trials=measured.tuned.trials, tune_seconds=measured.tuned.seconds,
+                tuned_params=json.dumps(measured.tuned.params, sort_keys=True)
+                if measured.tuned.trials else "",
                 config_hash=cell_hash(config, m, d, r),
                 finished_at=time.strftime("%Y-%m-%dT%H:%M:%S")))
             outcome.computed.append((m, d, r))
@@ -193,13 +200,14 @@ def _run_cell(config, registry, d, m, r, data, sources, out_dir, daer_train_fn) 
         # training run of the old one
         cell_dir = (out_dir / "daer" / _safe(m) / _safe(d)
                     / f"run-{r}-{cell_hash(config, m, d, r)[:12]}")
-        return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn, config.resample)
+        return run_daer(entry, ds_entry, seed, cell_dir, daer_train_fn, config.resample,
+                        config.budget(m))
     if d not in data:
         data[d] = load_benchmark_data(d, ds_entry, config.eval_split, registry,
                                       out_dir / "cache")
         sources[d] = data[d].source
     rows = resample_indices(len(data[d].train.labels), config.resample, seed)
-    return run_baseline(registry, entry, data[d], rows, seed)
+    return run_baseline(registry, entry, data[d], rows, seed, config.budget(m), config.resample)
 
 
 def _write_report(config, table: ResultsTable, outcome: BenchmarkOutcome, sources) -> None:

@@ -49,3 +49,32 @@ def test_daer_cell_trains_and_lands_in_table_3(tmp_path):
     assert list((tmp_path / "out" / "daer" / "DAER-C" / "shapes").glob("run-0-*/split.json"))
     table3 = outcome.markdown.split("## Table 3")[1].split("## Cost")[0]
     assert "| DAER-C |" in table3 and "| CCA |" not in table3
+
+
+@pytest.mark.slow
+def test_a_tuned_daer_cell_searches_on_validation_then_trains_its_best(tmp_path):
+    reg = registry.get_registry()
+    torch.set_num_threads(1)
+    (tmp_path / "pyproject.toml").write_text("")
+    daer = {**TINY_DAER, "tune": {"space": {
+        "train.stages.text.optimizer.lr": None, "train.stages.image.optimizer.lr": None,
+        "train.stages.image.epochs": None, "train.stages.relation.epochs": None}}}
+    cfg = {"runs": 1, "tune": {"trials": 2},
+           "datasets": {"shapes": {
+               "dataset": {"name": "shapes", "params": {"num_pairs": 40, "num_classes": 4,
+                                                        "image_size": 32, "seed": 1}}}},
+           "methods": {"DAER-C": {"daer": daer}}}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    config, _ = load_benchmark_config(path)
+    outcome = run_benchmark(config, tmp_path / "out", registry=reg, progress=False)
+    with outcome.results_csv.open() as fh:
+        row = next(csv.DictReader(fh))
+    assert int(row["tune_trials"]) == 2 and float(row["tune_seconds"]) > 0
+    cell = next((tmp_path / "out" / "daer" / "DAER-C" / "shapes").glob("run-0-*"))
+    best = yaml.safe_load((cell / "tune" / "best.yaml").read_text())
+    lr = best["train"]["stages"]["relation"]["optimizer"]["lr"]
+    assert yaml.safe_load((cell / "run" / "config.yaml").read_text())[
+        "train"]["stages"]["relation"]["optimizer"]["lr"] == lr
+    assert (cell / "run" / "metrics.json").is_file()
+    assert "2 trials per run for DAER-C" in outcome.markdown
