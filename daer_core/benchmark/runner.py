@@ -107,12 +107,15 @@ def _safe(name: str) -> str:
 
 def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None,
                   daer_train_fn: Callable[..., dict] | None = None,
-                  progress: bool = True, report_only: bool = False) -> BenchmarkOutcome:
+                  progress: bool = True, report_only: bool = False,
+                  methods: list[str] | None = None) -> BenchmarkOutcome:
     """Compute every missing cell, then write ``results.md`` and the bar plot.
 
     ``report_only`` computes nothing: the report is written from the finished cells of the
     current config (a method with fewer runs shows its ``n``; ``outcome.missing`` lists the
     rest), e.g. to read a long benchmark while it runs elsewhere.
+    ``methods`` restricts what is computed to those methods' cells (the others are neither
+    computed nor reported missing); the report covers every finished cell.
     ``daer_train_fn`` replaces :func:`daer_core.training.api.train_and_evaluate` (tests).
     """
     if registry is None:
@@ -127,8 +130,13 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
     outcome = BenchmarkOutcome(out_dir, table.path, out_dir / RESULTS_MD, None)
     sources: dict[str, str] = {}
 
+    if methods is not None:
+        unknown = [m for m in methods if m not in config.methods]
+        if unknown:
+            raise ConfigError(f"--method {unknown[0]!r}: not a method of this benchmark"
+                              f" ({', '.join(config.methods)})")
     cells = [(d, m, r) for d in config.datasets for m in config.methods
-             for r in range(config.runs)]
+             for r in range(config.runs) if methods is None or m in methods]
     pending = [c for c in cells
                if not table.done((c[1], c[0], c[2]), cell_hash(config, c[1], c[0], c[2]))]
     outcome.skipped = [(m, d, r) for d, m, r in cells if (d, m, r) not in pending]

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="compute nothing: write results.md from the cells already finished "
                         "(methods with fewer runs show n=...)")
+    p.add_argument("--method", dest="methods", action="append", default=None, metavar="NAME",
+                   help="compute only this method's cells (repeatable); the report still "
+                        "shows every finished cell of the config")
     p.set_defaults(func=run)
 
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or project_root / "runs" / "benchmarks" / (config.name or "benchmark")
     log.info("benchmark %s -> %s", config.name, out)
     outcome = run_benchmark(config, out, progress=not args.no_progress,
-                            report_only=args.report_only)
+                            report_only=args.report_only, methods=args.methods)
     print(outcome.markdown)
     print(f"computed {len(outcome.computed)} cells, reused {len(outcome.skipped)}"
           + (f", {len(outcome.missing)} not computed (--report-only)" if outcome.missing

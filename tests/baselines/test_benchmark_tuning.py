@@ -108,3 +108,15 @@ def test_a_space_on_a_daer_method_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="searches its run config's tune.space"):
         _config(tmp_path, methods={"D": {"daer": {"preset": "daer"},
                                          "space": {"x": {"low": 0, "high": 1}}}})
+
+
+def test_method_restricts_what_is_computed_not_what_is_reported(tmp_path, reg):
+    config = _config(tmp_path, runs=1, tune=None)
+    out = tmp_path / "out"
+    first = run_benchmark(config, out, registry=reg, progress=False, methods=["MvDA"])
+    assert first.computed == [("MvDA", "synth", 0)]
+    second = run_benchmark(config, out, registry=reg, progress=False, methods=["Counting"])
+    assert second.computed == [("Counting", "synth", 0)]
+    assert "| Counting |" in second.markdown and "| MvDA |" in second.markdown
+    with pytest.raises(ConfigError, match="--method 'Nope': not a method"):
+        run_benchmark(config, out, registry=reg, progress=False, methods=["Nope"])
