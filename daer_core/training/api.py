@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..config import RunConfig, load_run_config, load_saved_config
 from ..errors import CheckpointError
-from .run_dir import RunLock, refuse_foreign_folder
+from .run_dir import RunLock, is_run_dir, refuse_foreign_folder
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -51,5 +51,12 @@ def resume_run(run_dir: Path | str, *, registry=None) -> dict:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (config.yaml missing)")
+    if not is_run_dir(run_dir):
+        # a user's folder with a config.yaml of their own: resuming would write split.json,
+        # log.jsonl and checkpoints into it as if a run had been interrupted there
+        raise CheckpointError(
+            f"{run_dir}: holds a config.yaml but is not a daer run directory (no run marker,"
+            f" checkpoint or training log); nothing was changed. To train that config:"
+            f" daer train {cfg_path} --out NEW_FOLDER")
     config = load_saved_config(cfg_path, registry=registry)
     return train_and_evaluate(config, run_dir, resume=True, registry=registry)

@@ -8,8 +8,10 @@ never half of one. Loading never unpickles: safetensors and JSON only.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -61,6 +63,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
             seen.setdefault(ptr, k)
         clean[k] = t
     save_file(clean, str(path))
+    # safetensors creates its file 0600; a run's files are shared like state.json (0666 & ~umask)
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def flatten_optimizer(state: dict, prefix: str = "opt") -> tuple[dict, dict[str, torch.Tensor]]:
@@ -100,6 +104,9 @@ def write_checkpoint(root: Path, tag: str, model_tensors: dict[str, torch.Tensor
         os.chmod(tmp, 0o777 & ~_umask())
         save_tensors(tmp / "model.safetensors", model_tensors)
         save_tensors(tmp / "extra.safetensors", extra_tensors or {"_": torch.zeros(0)})
+        # content hashes of the tensor files, checked on every load: safetensors validates
+        # the header, not the data, so flipped bytes inside a tensor would load silently
+        state = {**state, "sha256": {n: file_sha256(tmp / n) for n in TENSOR_FILES}}
         atomic_write_json(tmp / "state.json", state)
         final = ckdir / tag
         if final.exists():
@@ -130,6 +137,29 @@ def latest_tag(root: Path) -> str | None:
 
 #: the files every checkpoint directory holds
 CHECKPOINT_FILES = ("model.safetensors", "extra.safetensors", "state.json")
+TENSOR_FILES = ("model.safetensors", "extra.safetensors")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_hashes(d: Path, state: dict[str, Any]) -> None:
+    """Raise CheckpointError naming a tensor file whose content differs from its recorded
+    hash (checkpoints written before hashes were recorded have none and are not checked)."""
+    recorded = state.get("sha256")
+    if not isinstance(recorded, dict):
+        return
+    for name, digest in recorded.items():
+        if name in TENSOR_FILES and file_sha256(d / name) != digest:
+            raise CheckpointError(
+                f"checkpoint {d}: {name} is damaged (its content does not match the SHA-256"
+                f" recorded when it was written); it will not be loaded. Resume from another"
+                f" checkpoint, or retrain")
 
 
 def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict[str, Any],
@@ -137,9 +167,10 @@ def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict
     """Load (model tensors, state, extra tensors) — safetensors and JSON only, no pickle."""
     d = Path(root) / "checkpoints" / tag
     try:
+        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        verify_hashes(d, state)
         model = load_file(str(d / "model.safetensors"))
         extra = load_file(str(d / "extra.safetensors"))
-        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         # safetensors' own FileNotFoundError carries no file name: find it ourselves
         absent = [n for n in CHECKPOINT_FILES if not (d / n).is_file()]
@@ -153,30 +184,63 @@ def read_checkpoint(root: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict
     return model, state, extra
 
 
+#: the random part tempfile gives mkstemp/mkdtemp names (8 of [a-z0-9_])
+_RANDOM = r"[a-z0-9_]{8}"
+#: names daer's own writes use while in progress (atomic_write_text; write_checkpoint)
+TEMP_FILE = re.compile(rf"^\..+\.{_RANDOM}\.tmp$")
+TEMP_CHECKPOINT = re.compile(rf"^\.[A-Za-z0-9_.-]+?\.({_RANDOM}|old)$")
+
+
+def _only_checkpoint_files(d: Path) -> bool:
+    """A folder holding nothing but files a checkpoint write creates (and their temps)."""
+    try:
+        entries = list(d.iterdir())
+    except OSError:
+        return False
+    return all(p.is_file() and (p.name in CHECKPOINT_FILES or TEMP_FILE.match(p.name))
+               for p in entries)
+
+
+def is_checkpoint_dir(d: Path) -> bool:
+    """A complete or partial checkpoint folder daer wrote: a name daer gives checkpoints and
+    nothing inside but checkpoint files. A user's folder in ``checkpoints/`` is neither."""
+    return d.is_dir() and not d.name.startswith(".") and _only_checkpoint_files(d) \
+        and any((d / n).is_file() for n in CHECKPOINT_FILES)
+
+
 def prune_checkpoints(root: Path, keep: set[str]) -> None:
+    """Remove checkpoint folders not in ``keep`` — only folders daer wrote as checkpoints."""
     ckdir = Path(root) / "checkpoints"
     for d in ckdir.iterdir() if ckdir.is_dir() else []:
-        if d.is_dir() and d.name not in keep and not d.name.startswith("."):
+        if d.name not in keep and is_checkpoint_dir(d):
             shutil.rmtree(d, ignore_errors=True)
 
 
 def remove_partial_writes(root: Path) -> int:
-    """Delete what a kill in the middle of a write left behind (hidden temporary files and
-    directories); complete checkpoints are never touched. Returns how many were removed."""
+    """Delete what a kill in the middle of one of daer's writes left behind: temporary files
+    named as :func:`atomic_write_text` names them, and temporary checkpoint folders named as
+    :func:`write_checkpoint` names them that hold only checkpoint files. Anything else —
+    ``.git``, ``.ipynb_checkpoints``, a user's backup folder — is never touched, and
+    complete checkpoints neither. Returns how many were removed."""
     removed = 0
-    for folder in (Path(root), Path(root) / "checkpoints"):
+    root = Path(root)
+    for folder in (root, root / "checkpoints"):
         for p in folder.iterdir() if folder.is_dir() else []:
-            if p.name.startswith(".") and (p.name.endswith((".tmp", ".old")) or p.is_dir()):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if p.is_file() and TEMP_FILE.match(p.name):
+                p.unlink(missing_ok=True)
+                removed += 1
+            elif (folder.name == "checkpoints" and p.is_dir() and TEMP_CHECKPOINT.match(p.name)
+                  and _only_checkpoint_files(p)):
+                shutil.rmtree(p, ignore_errors=True)
                 removed += 1
     return removed
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
-    """Every checkpoint folder of a run (complete or not; temporary ones excluded)."""
+    """Every checkpoint folder of a run (complete or not; temporary ones and folders of the
+    user's own excluded)."""
     ckdir = Path(root) / "checkpoints"
-    return sorted(d for d in (ckdir.iterdir() if ckdir.is_dir() else [])
-                  if d.is_dir() and not d.name.startswith("."))
+    return sorted(d for d in (ckdir.iterdir() if ckdir.is_dir() else []) if is_checkpoint_dir(d))
 
 
 def _resumable_position(d: Path) -> tuple[int, int, int] | None:

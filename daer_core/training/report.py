@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: list[str],
                      config, run_dir: Path, *, device: torch.device | str = "cpu",
-                     split: str = "test") -> dict:
+                     split: str = "test", write: bool = True) -> dict:
     """Evaluate on ``records`` and write ``metrics.json``, ``pr_curve.png``, ``examples.png``.
 
     ``metrics.json`` has the test-split mAP@all as top-level ``i2t``, ``t2i``, ``avg`` and
-    ``chance``, plus mAP@k, precision@k and per-direction chance levels.
+    ``chance``, plus mAP@k, precision@k and per-direction chance levels. ``run_dir`` is the
+    folder written (``daer evaluate`` passes one of its own, never the training's);
+    ``write=False`` writes nothing.
     """
     run_dir = Path(run_dir)
     emb = embed_records(model, preprocess, records, device=device,
@@ -38,6 +40,8 @@ def write_evaluation(model, preprocess, records: Sequence[PairRecord], classes: 
            "skipped": len(records) - len(emb.ids),
            "dataset": config.dataset.name if config.dataset else None,
            "preset": config.preset}
+    if not write:  # re-scoring a run one may only read
+        return rep
     atomic_write_json(run_dir / "metrics.json", rep)
     plot_pr_curves(scores, emb.labels, emb.labels, run_dir / "pr_curve.png",
                    title=f"{config.preset or 'run'} on {rep['dataset']} ({split})")

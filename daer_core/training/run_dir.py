@@ -161,9 +161,13 @@ class RunLock:
 
 def is_run_dir(run_dir: Path | str) -> bool:
     """True for a folder ``daer train`` created: it holds the run marker, a checkpoint
-    folder, or (runs made before the marker existed) a log whose first event is ``start``."""
+    daer wrote, or (runs made before the marker existed) a log whose first event is
+    ``start``."""
+    from .checkpoint import checkpoint_dirs
     run_dir = Path(run_dir)
-    if (run_dir / MARKER_NAME).is_file() or (run_dir / "checkpoints").is_dir():
+    # (a bare `checkpoints/` folder is not enough: a user's folder may have one of its own)
+    if (run_dir / MARKER_NAME).is_file() or (run_dir / "checkpoints" / "LATEST").is_file() \
+            or checkpoint_dirs(run_dir):
         return True
     try:
         with open(run_dir / "log.jsonl", encoding="utf-8") as fh:
