@@ -101,6 +101,41 @@ def cell_hash(config: BenchmarkConfig, method: str, dataset: str, run: int) -> s
     return spec_hash(spec)
 
 
+MARKER = ".daer-benchmark.json"
+
+
+def _written_by_daer(out_dir: Path) -> bool:
+    """A benchmark folder: its marker, or (folders from before the marker) a results.csv
+    whose header is the one daer writes."""
+    if (out_dir / MARKER).is_file():
+        return True
+    try:
+        with (out_dir / RESULTS_CSV).open(encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    from .results import COLUMNS
+    return header[:len(COLUMNS) - 3] == COLUMNS[:len(COLUMNS) - 3]
+
+
+def claim_out_folder(out_dir: Path) -> None:
+    """Use ``out_dir`` only if it is new, empty or a daer benchmark folder: a folder of the
+    user's own (their results.csv, results.md, notes) is refused untouched."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and not _written_by_daer(out_dir) and any(out_dir.iterdir()):
+        entries = sorted(p.name for p in out_dir.iterdir())
+        raise ConfigError(
+            f"--out {out_dir}: the folder is not empty and is not a daer benchmark folder (it"
+            f" holds {', '.join(entries[:5])}{' …' if len(entries) > 5 else ''}); a benchmark"
+            f" writes results.csv, results.md and benchmark.yaml there. Choose a new or empty"
+            f" folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / MARKER).is_file():
+        from ..training.checkpoint import atomic_write_json
+        atomic_write_json(out_dir / MARKER, {"written_by": "daer benchmark"})
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
 
@@ -123,7 +158,7 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
         registry = get_registry()
     check_components(config, registry)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out_folder(out_dir)
     (out_dir / "benchmark.yaml").write_text(
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
     table = ResultsTable(out_dir / RESULTS_CSV)

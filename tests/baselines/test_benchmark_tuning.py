@@ -120,3 +120,21 @@ def test_method_restricts_what_is_computed_not_what_is_reported(tmp_path, reg):
     assert "| Counting |" in second.markdown and "| MvDA |" in second.markdown
     with pytest.raises(ConfigError, match="--method 'Nope': not a method"):
         run_benchmark(config, out, registry=reg, progress=False, methods=["Nope"])
+
+
+def test_a_users_out_folder_is_refused_untouched(tmp_path, reg):
+    config = _config(tmp_path, runs=1, tune=None)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("results.csv", "results.md", "benchmark.yaml"):
+        (mine / name).write_text(f"my own {name}")
+    with pytest.raises(ConfigError, match="not a daer benchmark folder"):
+        run_benchmark(config, mine, registry=reg, progress=False)
+    assert {p.name: p.read_text() for p in mine.iterdir()} == {
+        n: f"my own {n}" for n in ("results.csv", "results.md", "benchmark.yaml")}
+    # daer's own folder (marker, or a results.csv of daer's from before the marker) resumes
+    out = tmp_path / "out"
+    run_benchmark(config, out, registry=reg, progress=False)
+    (out / ".daer-benchmark.json").unlink()
+    again = run_benchmark(config, out, registry=reg, progress=False)
+    assert again.computed == [] and len(again.skipped) == 2
