@@ -255,6 +255,11 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
 
 
 def _short(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k.split('.')[-2] + '.' if k.count('.') else ''}{k.split('.')[-1]}="
-                     f"{v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+    """``text.lr=0.05, enhancement.k=0.6``: key paths without their structural parts."""
+    skip = {"train", "stages", "optimizer", "params", "pipeline", "recipe"}
+
+    def name(key: str) -> str:
+        return ".".join(p for p in key.split(".") if p not in skip) or key
+
+    return ", ".join(f"{name(k)}={v:.3g}" if isinstance(v, float) else f"{name(k)}={v}"
                      for k, v in params.items())

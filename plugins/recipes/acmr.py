@@ -38,6 +38,7 @@ interrupted run resumes with the same ``lambda``.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,14 @@ class ACMRParams(Params):
     margin: float = Field(0.1, ge=0, description="triplet margin (on squared distances)")
     reg_weight: float = Field(0.0, ge=0, description="weight of L_reg, the Frobenius norms of "
                               "the projectors' weights (the public code leaves it out)")
+    triplet: Literal["per-anchor", "batch-sum"] = Field(
+        "per-anchor", description="per-anchor: the mean over anchors of one hinge each (the "
+        "paper's Eq. 4-5 read per triplet); batch-sum: one hinge per direction on the batch "
+        "sums of the squared distances halved, as the public code's l2_loss terms are "
+        "(docs/baselines.md)")
+    positive_weight: float = Field(
+        1.0, ge=0, description="factor on the positive (own-pair) distance inside the hinge "
+                               "(the public code: 5)")
     grl_weight: float = Field(1.0, ge=0, description="largest gradient-reversal factor lambda")
     grl_ramp_steps: int = Field(
         1700, ge=0, description="batches over which lambda ramps as 2/(1+exp(-10p))-1 (the "
@@ -98,15 +107,27 @@ def no_shared_label(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def triplet_loss(anchor: torch.Tensor, other: torch.Tensor, labels: torch.Tensor,
-                 margin: float) -> torch.Tensor:
+                 margin: float, *, positive_weight: float = 1.0,
+                 form: str = "per-anchor") -> torch.Tensor:
     """Anchors of one modality against the other: positive = the anchor's own pair, negative
-    = the closest item of the other modality sharing no label. Mean hinge over the anchors
-    (0 for an anchor without any negative in the batch)."""
+    = the closest item of the other modality sharing no label (anchors without a negative in
+    the batch take no part).
+
+    ``per-anchor``: ``mean_i [margin + w d(i, i) - d(i, neg_i)]_+`` with squared Euclidean
+    distances ``d``. ``batch-sum`` (the public code): one hinge on the batch sums of the
+    distances halved, ``[margin + w/2 sum_i d(i, i) - 1/2 sum_i d(i, neg_i)]_+``.
+    """
     dist = torch.cdist(anchor.float(), other.float()).pow(2)           # (B, B) squared L2
     negatives = no_shared_label(labels, labels)
     hardest = dist.masked_fill(~negatives, float("inf")).min(dim=1).values
     has = negatives.any(dim=1)
-    hinge = F.relu(margin + dist.diagonal() - torch.where(has, hardest, dist.diagonal()))
+    positive = dist.diagonal()
+    if form == "batch-sum":
+        if not bool(has.any()):
+            return dist.sum() * 0.0
+        return F.relu(margin + 0.5 * positive_weight * positive[has].sum()
+                      - 0.5 * hardest[has].sum())
+    hinge = F.relu(margin + positive_weight * positive - torch.where(has, hardest, positive))
     return torch.where(has, hinge, torch.zeros_like(hinge)).mean()
 
 
@@ -183,8 +204,9 @@ class ACMR(TrainingRecipe):
         t = model.encode_text(batch.text)
         imd = (classification_loss(extras["label"](v), batch.labels, self.multi_label)
                + classification_loss(extras["label"](t), batch.labels, self.multi_label))
-        imi = (triplet_loss(v, t, batch.labels, p.margin)
-               + triplet_loss(t, v, batch.labels, p.margin))
+        kw = {"positive_weight": p.positive_weight, "form": p.triplet}
+        imi = (triplet_loss(v, t, batch.labels, p.margin, **kw)
+               + triplet_loss(t, v, batch.labels, p.margin, **kw))
         reg = frobenius_norms(model.image_encoder, model.text_encoder).to(imd.device)
         emb = p.alpha * imi + p.beta * imd + p.reg_weight * reg
         lam = self.lam(extras)

@@ -1,12 +1,13 @@
 """The enhanced relation network of the DAER paper (§3.3): ``concat`` fusion (Eq. 7),
 ``signed-power`` / ``identity`` enhancement (Eq. 8-9), the ``mlp`` relation head (Eq. 10)
-and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and ``cosine`` two-tower
+and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and ``cosine`` / ``euclidean`` two-tower
 alternatives.
 """
 from registry import hookimpl
 
 from .concat import ConcatParams, make_concat
 from .cosine import CosineParams, make_cosine
+from .euclidean import EuclideanParams, make_euclidean
 from .enhancement import IdentityParams, SignedPowerParams, make_identity, make_signed_power
 from .frobenius import FrobeniusParams, make_frobenius
 from .mlp import MLPRelationParams, make_mlp
@@ -23,3 +24,4 @@ def daer_register_components(registry) -> None:
     registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams)
     registry.add("fusion", "product", factory=make_product, params=ProductParams)
     registry.add("relation", "cosine", factory=make_cosine, params=CosineParams)
+    registry.add("relation", "euclidean", factory=make_euclidean, params=EuclideanParams)

@@ -1,0 +1,57 @@
+"""The baselines' public-code modes, on hand-computed cases (docs/baselines.md)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from daer_core.config import load_run_config
+from plugins.recipes.acmr import triplet_loss
+from plugins.relation.euclidean import EuclideanRelation
+
+
+def _case():
+    """Two image anchors, two texts; labels 0 and 1, so each anchor's negative is the other
+    pair's text. Squared distances: d(v0,t0)=1, d(v0,t1)=2, d(v1,t1)=0.25, d(v1,t0)=0.25."""
+    v = torch.tensor([[0.0, 0.0], [1.0, 0.5]])
+    t = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    labels = torch.tensor([[1, 0], [0, 1]])
+    return v, t, labels
+
+
+def test_acmr_per_anchor_triplet_by_hand():
+    v, t, labels = _case()
+    # anchor 0: [0.1 + 1 - 2]_+ = 0; anchor 1: [0.1 + 0.25 - 0.25]_+ = 0.1; mean 0.05
+    assert float(triplet_loss(v, t, labels, 0.1)) == pytest.approx(0.05)
+    # x5 on the positive: [0.1 + 5 - 2]_+ = 3.1 and [0.1 + 1.25 - 0.25]_+ = 1.1; mean 2.1
+    assert float(triplet_loss(v, t, labels, 0.1, positive_weight=5.0)) == pytest.approx(2.1)
+
+
+def test_acmr_public_code_triplet_is_one_hinge_on_halved_batch_sums():
+    v, t, labels = _case()
+    # [0.1 + 5/2 (1 + 0.25) - 1/2 (2 + 0.25)]_+ = 0.1 + 3.125 - 1.125 = 2.1
+    got = triplet_loss(v, t, labels, 0.1, positive_weight=5.0, form="batch-sum")
+    assert float(got) == pytest.approx(2.1)
+    # far negatives: the single hinge is 0 even where one anchor alone would violate it
+    far = torch.tensor([[10.0, 0.0], [1.0, 0.5]])
+    per_anchor = triplet_loss(far, t, labels, 0.1, form="per-anchor")
+    assert float(per_anchor) > 0
+    assert float(triplet_loss(far, t, labels, 0.1, form="batch-sum")) == 0.0
+
+
+def test_euclidean_relation_ranks_by_distance_by_hand():
+    rel = EuclideanRelation(text_dim=2, image_dim=2)
+    text = torch.tensor([[0.0, 0.0]])
+    images = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])      # distances 5, 1, 2
+    assert rel.score(text, images)[0].tolist() == pytest.approx([1 / 6, 1 / 2, 1 / 3])
+    rel.emit_logits = True
+    assert rel.score(text, images)[0].tolist() == pytest.approx([-5.0, -1.0, -2.0])
+    assert rel(text.expand(3, 2), images).tolist() == pytest.approx([-5.0, -1.0, -2.0])
+
+
+def test_the_acmr_public_preset_says_what_runs():
+    cfg = load_run_config(None, preset="acmr-public", dataset="features",
+                          overrides=["dataset.params.root=/nowhere"])
+    assert cfg.pipeline.relation.name == "euclidean"
+    params = cfg.train.recipe.params
+    assert (params["triplet"], params["positive_weight"], params["alpha"], params["beta"]) == (
+        "batch-sum", 5.0, 1.0, 100.0)
