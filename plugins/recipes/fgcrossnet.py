@@ -44,6 +44,8 @@ subcategories): the centre and the quadruplets need one class per item.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -71,6 +73,12 @@ class FGCrossNetParams(Params):
                            "positive) and d(anchor, negative) (public code: 1)")
     margin2: float = Field(0.5, ge=0, description="quadruplet margin between d(anchor, "
                            "positive) and d(negative, other negative) (public code: 0.5)")
+    hinge: Literal["each", "sum"] = Field(
+        "each", description="each: the two quadruplet terms are hinges of their own, each "
+        "averaged over the quadruplets violating it (the quadruplet loss's usual form); sum: "
+        "one hinge on their sum per quadruplet, averaged over the quadruplets whose loss is "
+        "positive, as the public code computes it (a well-satisfied term can then cancel a "
+        "violated one)")
     shared_layers: int | None = Field(
         None, ge=0, description="feature encoders (vector-mlp): their last N linear layers "
         "are one module shared by both modalities; null = all but the first (the paper shares"
@@ -142,6 +150,34 @@ def quadruplet_terms(features: torch.Tensor, classes: torch.Tensor, margin1: flo
     first = total1 / count1 if count1 > 0 else total1 * 0
     second = total2 / count2 if count2 > 0 else total2 * 0
     return first, second
+
+
+def summed_quadruplet_loss(features: torch.Tensor, classes: torch.Tensor, margin1: float,
+                           margin2: float) -> torch.Tensor:
+    """The public code's form: ``[(d_ij - d_ik + margin1) + (d_ij - d_kl + margin2)]_+`` per
+    valid quadruplet (as in :func:`quadruplet_terms`), averaged over the quadruplets whose
+    loss is positive (0 when none is).
+
+    One anchor at a time: its positives ``j`` against every ordered pair ``(k, l)`` of two
+    different classes other than the anchor's, a ``(P, N, N)`` block per anchor.
+    """
+    dist = euclidean(features)
+    same = classes.unsqueeze(0) == classes.unsqueeze(1)
+    total = dist.new_zeros(())
+    count = dist.new_zeros(())
+    for i in range(len(classes)):
+        positive = same[i].clone()
+        positive[i] = False
+        other = ~same[i]
+        pairs = other.unsqueeze(1) & other.unsqueeze(0) & ~same          # (k, l)
+        if not positive.any() or not pairs.any():
+            continue
+        value = (2 * dist[i, positive] + margin1 + margin2).view(-1, 1, 1) \
+            - dist[i].view(1, -1, 1) - dist.unsqueeze(0)                  # (P, k, l)
+        counted = (value > 0) & pairs.unsqueeze(0)
+        total = total + value.masked_fill(~counted, 0.0).sum()
+        count = count + counted.sum().to(dist.dtype)
+    return total / count if count > 0 else total * 0
 
 
 def quadruplet_loss(features: torch.Tensor, classes: torch.Tensor, margin1: float,
@@ -244,11 +280,15 @@ class FGCrossNet(TrainingRecipe):
         if p.center_weight > 0:
             centers = scale_gradient(centers, p.center_update / p.center_weight)
         center = center_loss(feats, classes, centers)
-        first, second = quadruplet_terms(feats, classes, p.margin1, p.margin2)
-        rank = first + second
+        if p.hinge == "sum":
+            rank = summed_quadruplet_loss(feats, classes, p.margin1, p.margin2)
+            terms = {}
+        else:
+            first, second = quadruplet_terms(feats, classes, p.margin1, p.margin2)
+            rank = first + second
+            terms = {"quad_anchor": first, "quad_pair": second}
         loss = cla + p.center_weight * center + p.rank_weight * rank
-        return {"loss": loss, "cla": cla, "center": center, "rank": rank,
-                "quad_anchor": first, "quad_pair": second}
+        return {"loss": loss, "cla": cla, "center": center, "rank": rank, **terms}
 
 
 def make_fgcrossnet(params: FGCrossNetParams) -> FGCrossNet:

@@ -55,3 +55,43 @@ def test_the_acmr_public_preset_says_what_runs():
     params = cfg.train.recipe.params
     assert (params["triplet"], params["positive_weight"], params["alpha"], params["beta"]) == (
         "batch-sum", 5.0, 1.0, 100.0)
+
+
+def _quadruplet_case():
+    """Four items on a line, classes 0, 0, 1, 2 at 0, 1, 3, 7; margins 3 and 6.
+
+    Valid quadruplets (i, j, k, l): (0,1,2,3) (0,1,3,2) (1,0,2,3) (1,0,3,2), with
+    d_ij = 1 and first / second terms 1+3, -3+3, 2+3, -2+3."""
+    return torch.tensor([[0.0], [1.0], [3.0], [7.0]]), torch.tensor([0, 0, 1, 2])
+
+
+def test_fgcrossnet_public_code_sums_the_two_terms_before_its_hinge():
+    from plugins.recipes.fgcrossnet import quadruplet_terms, summed_quadruplet_loss
+    x, classes = _quadruplet_case()
+    # summed: 4, 0 (not counted), 5, 1 -> 10 over 3 positive quadruplets
+    assert float(summed_quadruplet_loss(x, classes, 3.0, 6.0)) == pytest.approx(10 / 3)
+    # each hinge on its own: first (1 + 2) / 2, second 3 over all four -> 1.5 + 3
+    first, second = quadruplet_terms(x, classes, 3.0, 6.0)
+    assert float(first + second) == pytest.approx(4.5)
+
+
+def test_fgcrossnet_summed_form_matches_plain_enumeration():
+    from itertools import product
+
+    from plugins.recipes.fgcrossnet import euclidean, summed_quadruplet_loss
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 3, generator=gen, dtype=torch.float64)
+    classes = torch.tensor([0, 0, 1, 1, 2, 2, 3, 0, 1])
+    d = euclidean(x)
+    values = []
+    for i, j, k, l in product(range(9), repeat=4):
+        yi, yj, yk, yl = (int(classes[a]) for a in (i, j, k, l))
+        if i != j and yi == yj and yk != yi and yl != yi and yk != yl:
+            v = float(d[i, j] - d[i, k] + 1.0 + d[i, j] - d[k, l] + 0.5)
+            if v > 0:
+                values.append(v)
+    got = summed_quadruplet_loss(x, classes, 1.0, 0.5)
+    assert float(got) == pytest.approx(sum(values) / len(values))
+    x.requires_grad_(True)
+    summed_quadruplet_loss(x, classes, 1.0, 0.5).backward()
+    assert torch.isfinite(x.grad).all()
