@@ -225,6 +225,11 @@ class TuneConfig(Strict):
     pruner: Literal["median", "none"] = Field(
         "median", description="median: stop a trial whose validation score at an epoch is "
                               "below the median of earlier trials at the same stage and epoch")
+    prune_on: Literal["retrieval", "all"] = Field(
+        "retrieval", description="stages whose epochs may prune a trial: retrieval = only "
+                                 "stages validated by mAP, the objective's own measure (an "
+                                 "encoder stage's classification accuracy is a proxy); all = "
+                                 "every stage")
     startup_trials: int = Field(
         3, ge=0, description="trials sampled at random (and never pruned) before TPE and the "
                              "pruner take over")

@@ -58,6 +58,7 @@ class EpochReport:
     epoch: int            # epochs completed in that stage (1 after the first)
     score: float | None   # the stage's validation score (None without a validation split)
     metrics: dict[str, Any]
+    validation: str = "retrieval"   # what the score is: "retrieval" (mAP) or "accuracy"
 
 
 @dataclass
@@ -516,7 +517,8 @@ class Trainer:
                      ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in {**train, **val}.items()))
             report = EpochReport(stage=stage, stage_index=self.state.stage_index,
-                                 epoch=self.state.epoch, score=score, metrics={**train, **val})
+                                 epoch=self.state.epoch, score=score, metrics={**train, **val},
+                                 validation=spec.validation)
             for hook in self.epoch_hooks:
                 hook(report)
             stop = sc.patience is not None and self.state.bad_epochs >= sc.patience

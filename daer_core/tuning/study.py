@@ -219,7 +219,8 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
         try:
             value = run_trial(trial, data, run_dir, resume=resumes is not None,
                               pruning=tc.pruner == "median",
-                              keep_checkpoints=tc.keep_checkpoints, registry=registry)
+                              keep_checkpoints=tc.keep_checkpoints, prune_on=tc.prune_on,
+                              registry=registry)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d pruned after %.0f s: %s", trial.number,

@@ -63,7 +63,8 @@ def logged_epochs(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def run_trial(trial, config_data: Mapping[str, Any], run_dir: Path, *, resume: bool,
-              pruning: bool, keep_checkpoints: bool, registry=None) -> float:
+              pruning: bool, keep_checkpoints: bool, prune_on: str = "retrieval",
+              registry=None) -> float:
     """Train ``config_data`` into ``run_dir`` for ``trial``; return the validation mAP.
 
     Raises ``optuna.TrialPruned`` when the pruner stops the trial after an epoch.
@@ -92,7 +93,8 @@ def run_trial(trial, config_data: Mapping[str, Any], run_dir: Path, *, resume: b
             return
         trial.report(float(epoch.score), step)
         reported.add(step)
-        if pruning and trial.should_prune():
+        may_prune = prune_on == "all" or epoch.validation == "retrieval"
+        if pruning and may_prune and trial.should_prune():
             raise optuna.TrialPruned(f"{epoch.stage} epoch {epoch.epoch}: validation"
                                      f" {epoch.score:.4f} below the median of earlier trials")
 

@@ -62,7 +62,7 @@ def test_the_value_is_the_final_models_validation_map(tmp_path):
     assert not (run / "checkpoints").exists()
 
 
-def test_the_pruner_stops_a_scripted_bad_trial_after_its_first_epoch(tmp_path, monkeypatch):
+def test_the_pruner_stops_a_scripted_bad_trial_at_its_first_retrieval_epoch(tmp_path, monkeypatch):
     """Two good trials, then one whose validation scores are far below theirs."""
     def scripted(self, stage):
         good = self.config.train.stages.relation.optimizer.lr > 5e-3
@@ -78,7 +78,10 @@ def test_the_pruner_stops_a_scripted_bad_trial_after_its_first_epoch(tmp_path, m
     assert [trials[n].state for n in range(3)] == [
         TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     pruned_run = out / "trials" / "trial-0002"
-    assert len(_events(pruned_run, "epoch")) == 1          # stopped after one epoch
+    # the encoder stages' accuracy does not prune (tune.prune_on: retrieval); the relation
+    # stage's first epoch does
+    assert [(e["stage"], e["epoch"]) for e in _events(pruned_run, "epoch")] == [
+        ("text", 1), ("image", 1), ("relation", 1)]
     assert json.loads((pruned_run / "tune_result.json").read_text())["state"] == "pruned"
     assert "pruned" in (out / "trials.md").read_text()
 
@@ -164,3 +167,19 @@ def test_the_cli_tunes_and_prints_the_best(tmp_path, capsys):
     assert main(["tune", str(cfg), "--study", str(tmp_path / "study"),
                  "--set", "tune.seed=-1"]) == 2
     assert "tune.seed" in capsys.readouterr().err
+
+
+def test_prune_on_all_lets_an_encoder_stage_prune(tmp_path, monkeypatch):
+    def scripted(self, stage):
+        return {"score": 0.9 if self.config.train.stages.relation.optimizer.lr > 5e-3 else 0.1}
+
+    monkeypatch.setattr(Trainer, "_validate", scripted)
+    out = tmp_path / "study"
+    study, _ = open_study(out, "tiny-study")
+    for lr in (0.05, 0.08, 0.001):
+        study.enqueue_trial({LR: lr, K: 0.6})
+    data = tiny_tune_config()
+    data["tune"]["prune_on"] = "all"
+    tune(load_run_config(data), out, trials=3)
+    assert [(e["stage"], e["epoch"]) for e in _events(out / "trials" / "trial-0002", "epoch")] \
+        == [("text", 1)]
