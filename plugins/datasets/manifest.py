@@ -15,9 +15,11 @@ used, or ``class_<k>`` for indices.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,18 @@ def find_manifest(root: Path) -> Path:
     raise DataError(f"manifest layout: {root} does not exist")
 
 
+#: one physical line: text up to and including \r\n, \r or \n (the last line may lack one)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def physical_lines(text: str, keepends: bool = False) -> list[str]:
+    """Lines as files and editors count them. ``str.splitlines`` also breaks at U+2028,
+    U+2029, U+0085 and other separators that may sit inside a caption, which shifted every
+    line number after them and cut the row in two."""
+    lines = _LINE.findall(text)
+    return lines if keepends else [line.rstrip("\r\n") for line in lines]
+
+
 def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` for each row of a JSONL or CSV manifest."""
     tf = read_text_file(path)
@@ -65,7 +79,7 @@ def read_rows(path: Path, problems: ProblemLog) -> list[tuple[str, dict[str, Any
     out = []
     if path.suffix.lower() == ".csv":
         return _read_csv(path, tf.text, problems)
-    for lineno, line in enumerate(tf.text.splitlines(), 1):
+    for lineno, line in enumerate(physical_lines(tf.text), 1):
         if not line.strip():
             continue
         where = f"{path.name}:{lineno}"
@@ -92,7 +106,7 @@ def _read_csv(path: Path, text: str, problems: ProblemLog
     reported as ``malformed_row`` with the line it starts on; reading resumes on the next
     line, so one bad row costs only itself.
     """
-    lines = text.splitlines(keepends=True)
+    lines = physical_lines(text, keepends=True)
     if not lines:
         return []
     try:
@@ -101,6 +115,26 @@ def _read_csv(path: Path, text: str, problems: ProblemLog
         problems.add("malformed_row", "CSV header that cannot be parsed", [f"{path.name}:1"])
         return []
     out: list[tuple[str, dict[str, Any]]] = []
+    start = 1  # index in `lines` of the next line to read
+    with _large_fields():
+        _read_records(path, lines, header, out, problems)
+    return out
+
+
+@contextlib.contextmanager
+def _large_fields():
+    """Let a CSV field be as long as a caption may be: the csv module's default limit
+    (131,072 characters) made a long caption look like an unclosed quote."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def _read_records(path: Path, lines: list[str], header: list[str],
+                  out: list[tuple[str, dict[str, Any]]], problems: ProblemLog) -> None:
     start = 1  # index in `lines` of the next line to read
     while start < len(lines):
         reader = csv.reader(lines[start:], strict=True)
@@ -126,7 +160,6 @@ def _read_csv(path: Path, text: str, problems: ProblemLog
             problems.add("malformed_row", "CSV rows that break the quoting rules (e.g. an "
                          "unclosed quote)", [f"{path.name}:{bad} ({exc})"])
             start = bad  # resume on the line after the one the broken record started on
-    return out
 
 
 def _label_values(raw: Any) -> list[str | int]:
@@ -203,6 +236,9 @@ def load_manifest(params: ManifestParams, *, check: bool = False):
         for name, part in zip(("train", "val", "test"), partition(unsplit, sizes, params.seed)):
             for r in part:
                 r.split = name
+    if not raw_rows:
+        problems.add("empty_manifest", "the manifest holds no rows (only a header, or"
+                     " nothing): there is nothing to train on", [path.name])
     info = {"manifest": str(path), "rows": len(raw_rows),
             "rows_split_by_seed": len(unsplit),
             "multi_label": any(len(r.labels) > 1 for r in rows)}

@@ -98,3 +98,40 @@ def test_mixed_names_and_indices_need_classes(tmp_path):
     rows[1]["labels"] = 0
     with pytest.raises(DataError, match="mix class names and indices"):
         load(jsonl(tmp_path, rows))
+
+
+def test_line_separators_inside_a_caption_keep_rows_and_line_numbers(tmp_path):
+    """U+2028, U+2029 and U+0085 may sit inside a caption: they are not line breaks."""
+    rows = pairs(tmp_path, 4)
+    rows[0]["text"] = "first line\u2028still the caption\u0085and more\u2029end"
+    rows[2]["labels"] = "horse"                 # line 3: must be named as line 3
+    (tmp_path / "manifest.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rep = load(tmp_path, check=True, classes=["cat", "dog"]).report()
+    probs = {p.code: p.ids for p in rep.problems}
+    assert probs == {"bad_label": ["manifest.jsonl:3 ('horse')"]}
+    write_image(tmp_path / "c.png", fmt="PNG")
+    (tmp_path / "data.csv").write_text(
+        "image,text,labels\n"
+        "c.png,a caption\u2028with a separator,0\n"
+        "c.png,x,z\n", encoding="utf-8")
+    rep = load(tmp_path / "data.csv", check=True, classes=["a", "b"]).report()
+    assert {p.code: p.ids for p in rep.problems}["bad_label"] == ["data.csv:3 ('z')"]
+
+
+def test_a_long_caption_is_read_not_called_an_unclosed_quote(tmp_path):
+    write_image(tmp_path / "c.png", fmt="PNG")
+    caption = "word " * 220_000                   # about 1 MB, past csv's 131,072 default
+    (tmp_path / "data.csv").write_text(f'image,text,labels\nc.png,"{caption}",0\n')
+    ds = load(tmp_path / "data.csv", classes=["a"], split_fractions=[1.0, 0.0, 0.0])
+    assert ds.split("train")[0].text == caption.strip()
+    import csv
+    assert csv.field_size_limit() == 131072      # the global limit is restored
+
+
+def test_an_empty_or_header_only_manifest_is_not_usable(tmp_path):
+    (tmp_path / "data.csv").write_text("image,text,labels\n")
+    rep = load(tmp_path / "data.csv", check=True).report()
+    assert not rep.usable and "empty_manifest" in {p.code for p in rep.problems}
+    with pytest.raises(DataError, match="empty_manifest"):
+        load(tmp_path / "data.csv")
