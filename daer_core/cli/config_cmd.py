@@ -118,9 +118,16 @@ def summary_lines(cfg, model=None) -> list[str]:
     lines.append(f"  loss:     {pipe.loss.name}")
     lines.append(f"  dataset:  {cfg.dataset.name if cfg.dataset else '(none; give one at run time)'}")
     if model is not None:
-        total = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        lines.append(f"  parameters: {total:,} ({trainable:,} trainable)")
+        from torch.nn.parameter import UninitializedParameter
+        params = list(model.parameters())
+        sized = [p for p in params if not isinstance(p, UninitializedParameter)]
+        total = sum(p.numel() for p in sized)
+        trainable = sum(p.numel() for p in sized if p.requires_grad)
+        lazy = len(params) - len(sized)
+        # feature encoders learn their input width from the data: counted once it is seen
+        lines.append(f"  parameters: {total:,} ({trainable:,} trainable)"
+                     + (f" + {lazy} tensors sized by the data's widths at run time"
+                        if lazy else ""))
     return lines
 
 

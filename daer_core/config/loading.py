@@ -203,7 +203,25 @@ def resolve_components(config: RunConfig, registry, source: str = "config",
                               f"  [{kind} {spec.name!r} from plugin {spec.plugin}]")
     if errors:
         raise ConfigError("\n".join(errors))
-    return RunConfig.model_validate(data)
+    resolved = RunConfig.model_validate(data)
+    _check_recipe_stages(resolved, registry, who)
+    return resolved
+
+
+def _check_recipe_stages(config: RunConfig, registry, who) -> None:
+    """``train.stages.<name>`` keys the run's recipe does not have are errors here, where
+    ``daer config validate`` sees them, not only when the trainer starts."""
+    extra = sorted((config.train.stages.model_extra or {}))
+    if not extra:
+        return
+    recipe = registry.create("recipe", config.train.recipe.name, config.train.recipe.params)
+    names = [spec.name for spec in recipe.stages]
+    unknown = [k for k in extra if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"{who('train', 'stages', unknown[0])}: train.stages.{unknown[0]}: recipe"
+            f" {config.train.recipe.name!r} has no stage {unknown[0]!r} (its stages:"
+            f" {', '.join(names)})")
 
 
 def preset_config(registry, name: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ own params model when the config is resolved (:func:`daer_core.config.loading.re
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -130,7 +130,7 @@ class TrainConfig(Strict):
     compile: bool = Field(False, description="torch.compile the encoders and the relation "
                                              "head (opt-in: compilation takes minutes)")
     grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null disables")
-    num_workers: int | Literal["auto"] = Field(
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="DataLoader worker processes; auto = min(8, cores - 1) on CUDA, "
                             "cores // 4 (at most 4) on CPU, where workers compete with compute")
     finite_check_every: int = Field(
@@ -251,7 +251,8 @@ class RunConfig(Strict):
 
     name: str | None = Field(None, description="run name; runs/<name>/ by default")
     preset: str | None = Field(None, description="preset this config starts from")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the run (weights, shuffling, "
+                                                     "splits that a dataset draws)")
     dataset: ComponentRef | None = None
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
