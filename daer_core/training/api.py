@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..config import RunConfig, load_run_config, load_saved_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .run_dir import RunLock, is_run_dir, refuse_foreign_folder
 from .trainer import Trainer
 
@@ -58,5 +58,17 @@ def resume_run(run_dir: Path | str, *, registry=None) -> dict:
             f"{run_dir}: holds a config.yaml but is not a daer run directory (no run marker,"
             f" checkpoint or training log); nothing was changed. To train that config:"
             f" daer train {cfg_path} --out NEW_FOLDER")
-    config = load_saved_config(cfg_path, registry=registry)
+    try:
+        config = load_saved_config(cfg_path, registry=registry)
+    except ConfigError as exc:
+        # a config.yaml cut short or edited since the run started: the checkpoints hold the
+        # one they were trained with (the same hint as a digest mismatch gives)
+        from .checkpoint import latest_tag
+        tag = latest_tag(run_dir) or "<tag>"
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{cfg_path}: cannot be read as this run's config ({first}); it was damaged or"
+            f" edited since the run started. The original is kept as `config_yaml` in"
+            f" {run_dir / 'checkpoints' / tag / 'state.json'}: restore config.yaml from it to"
+            " resume") from None
     return train_and_evaluate(config, run_dir, resume=True, registry=registry)

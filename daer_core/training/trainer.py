@@ -128,6 +128,11 @@ class Trainer:
             config, registry, native_image_size=getattr(self.dataset, "native_image_size", None))
         self._check_inputs()
         self.multi_label = any(len(r.labels) > 1 for r in self.splits["train"])
+        used = {c for r in self.splits["train"] for c in r.labels}
+        if len(used) < 2:
+            log.warning("dataset %r: every training pair has the same class; category-level"
+                        " mAP is then 1.0 for any model (chance is 1.0 too), so this run's"
+                        " figures will say nothing. Check the labels", config.dataset.name)
         #: the recipe's extra modules (classifier heads, discriminators, ...): in checkpoints
         #: until training ends, never in the final weights
         self.heads = nn.ModuleDict(self.recipe.setup(self.model, len(self.classes),

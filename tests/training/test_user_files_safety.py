@@ -118,3 +118,25 @@ def test_checkpoint_files_are_readable_like_the_rest_of_the_run(tmp_path, tiny_c
     state_mode = (run / "checkpoints" / "final" / "state.json").stat().st_mode & 0o777
     for name in ("model.safetensors", "extra.safetensors"):
         assert (run / "checkpoints" / "final" / name).stat().st_mode & 0o777 == state_mode
+
+
+def test_a_half_cut_config_on_resume_is_a_checkpoint_error_with_its_hint(tmp_path, tiny_config,
+                                                                          monkeypatch):
+    run = tmp_path / "run"
+    cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
+    real = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def dying(self, stage, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, stage, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, run)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match=r"damaged or edited.*config_yaml.*state.json"):
+        resume_run(run)
