@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
@@ -81,6 +82,14 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
     """
     app = FastAPI(title="daer search", description="image<->text search with a DAER model",
                   version="1")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI echoes each rejected input back; NaN, Infinity or 1e400 (json reads them as
+        # floats) and lone surrogates cannot be encoded as JSON, which turned a 422 into a 500
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
     lock = threading.Lock()  # one query at a time through the model (it is not re-entrant)
     index = searcher.index
 
@@ -121,6 +130,9 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
     @app.post("/api/search/text")
     async def search_text(q: TextQuery):
         text = q.query.strip()
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise HTTPException(400, "the query is not valid Unicode text (it holds a lone"
+                                     " surrogate code point)")
         if not text:
             raise HTTPException(400, "the query is empty; type what to look for")
         if len(text) > MAX_QUERY_CHARS:
@@ -176,7 +188,10 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
                 image = im.convert("RGB")
         except HTTPException:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:  # too many pixels for Pillow to open
+            raise HTTPException(413, f"the image has too many pixels ({exc}); at most"
+                                     f" {MAX_PIXELS} are accepted") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
             name = getattr(upload, "filename", None) or "the upload"
             raise HTTPException(415, f"{name} is not an image that can be decoded"
                                      f" ({type(exc).__name__})") from None

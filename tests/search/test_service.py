@@ -152,3 +152,46 @@ def test_image_query_against_an_image_only_index_is_409(loaded_run, tmp_path):
         hit = c.post("/api/search/text", json={"query": "red"}).json()["results"][0]
         assert hit["image"].endswith("a.png")
         assert c.get(hit["thumbnail"]).status_code == 200
+
+
+@pytest.mark.parametrize("raw", [b'{"query": "red", "k": NaN}', b'{"query": "red", "k": Infinity}',
+                                 b'{"query": "red", "k": 1e400}',
+                                 b'{"query": "red", "k": -Infinity}'])
+def test_non_finite_numbers_are_422_not_500(client, raw):
+    r = client.post("/api/search/text", content=raw,
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][-1] == "k"
+
+
+def test_a_lone_surrogate_in_the_query_is_400(client):
+    r = client.post("/api/search/text", content=b'{"query": "red \\ud800 circle"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "surrogate" in r.json()["detail"]
+
+
+def test_k_bounds_on_the_image_endpoint(client, loaded_run):
+    """Mutation gap: the upper bound of k on /api/search/image was untested."""
+    png = png_bytes(loaded_run)
+    for k in ("0", "101"):
+        r = client.post("/api/search/image", data={"k": k},
+                        files={"file": ("a.png", png, "image/png")})
+        assert r.status_code == 422 and "k" in r.json()["detail"], (k, r.text)
+    r = client.post("/api/search/image", data={"k": "100"},
+                    files={"file": ("a.png", png, "image/png")})
+    assert r.status_code == 200 and 0 < len(r.json()["results"]) <= 100
+
+
+def test_a_decompression_bomb_png_is_413(client, monkeypatch):
+    """A PNG whose header declares 20000 x 20000 pixels: too many pixels, not 'not an image'."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    r = client.post("/api/search/image", files={"file": ("bomb.png", png, "image/png")})
+    assert r.status_code == 413 and "pixels" in r.json()["detail"], r.text
