@@ -71,3 +71,23 @@ def test_precision_recall_curve_is_monotone_and_bounded():
     recall, precision = precision_recall_curve(rng.random((10, 20)), rel)
     assert recall[0] == 0 and recall[-1] == 1
     assert np.all(np.diff(precision) <= 1e-12) and np.all((precision >= 0) & (precision <= 1))
+
+
+@pytest.mark.parametrize("n, r", [(2, 1), (3, 1), (5, 2), (6, 3)])
+def test_chance_level_equals_the_exact_average_over_every_ranking(n, r):
+    """Mutation gap: a wrong harmonic number passed the simulation above (abs=0.01). Here the
+    expected AP is the exact mean over all n! orders of a gallery with r relevant items."""
+    from itertools import permutations
+    from fractions import Fraction
+    rel = [True] * r + [False] * (n - r)
+    total = Fraction(0)
+    orders = list(permutations(range(n)))
+    for order in orders:
+        hits, ap = 0, Fraction(0)
+        for rank, item in enumerate(order, 1):
+            if rel[item]:
+                hits += 1
+                ap += Fraction(hits, rank)
+        total += ap / r
+    exact = float(total / len(orders))
+    assert chance_average_precision(np.array([rel]))[0] == pytest.approx(exact, rel=1e-12)
