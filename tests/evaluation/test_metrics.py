@@ -77,8 +77,8 @@ def test_precision_recall_curve_is_monotone_and_bounded():
 def test_chance_level_equals_the_exact_average_over_every_ranking(n, r):
     """Mutation gap: a wrong harmonic number passed the simulation above (abs=0.01). Here the
     expected AP is the exact mean over all n! orders of a gallery with r relevant items."""
-    from itertools import permutations
     from fractions import Fraction
+    from itertools import permutations
     rel = [True] * r + [False] * (n - r)
     total = Fraction(0)
     orders = list(permutations(range(n)))
