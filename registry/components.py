@@ -105,6 +105,7 @@ class ComponentRegistry:
     _presets: dict[str, PresetSpec] = field(default_factory=dict)
     #: plugin names whose import or registration failed (filled by the plugin manager)
     failed_plugins: list[str] = field(default_factory=list)
+    blocked_plugins: list[str] = field(default_factory=list)
 
     # -- registration -------------------------------------------------------------------
     def add(self, spec: ComponentSpec, *, override: bool = False) -> None:
@@ -139,7 +140,8 @@ class ComponentRegistry:
             return table[name]
         available = sorted(table)
         suggestions = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-        raise UnknownComponentError(kind, name, available, suggestions, self.failed_plugins)
+        raise UnknownComponentError(kind, name, available, suggestions, self.failed_plugins,
+                                    self.blocked_plugins)
 
     def has(self, kind: str, name: str) -> bool:
         return name in self._kind_table(kind)
@@ -180,7 +182,8 @@ class ComponentRegistry:
             return self._presets[name]
         available = sorted(self._presets)
         suggestions = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-        raise UnknownComponentError("preset", name, available, suggestions, self.failed_plugins)
+        raise UnknownComponentError("preset", name, available, suggestions, self.failed_plugins,
+                                    self.blocked_plugins)
 
     def presets(self, pattern: str = "*") -> list[PresetSpec]:
         return [self._presets[n] for n in sorted(self._presets) if fnmatch.fnmatchcase(n, pattern)]

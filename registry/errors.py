@@ -10,7 +10,8 @@ class UnknownComponentError(RegistryError, KeyError):
     """A component name that no loaded plugin registered for that kind."""
 
     def __init__(self, kind: str, name: str, available: list[str], suggestions: list[str],
-                 failed_plugins: list[str] | None = None):
+                 failed_plugins: list[str] | None = None,
+                 blocked_plugins: list[str] | None = None):
         self.kind, self.name = kind, name
         self.available, self.suggestions = available, suggestions
         msg = f"unknown {kind} {name!r}"
@@ -20,6 +21,9 @@ class UnknownComponentError(RegistryError, KeyError):
         if failed_plugins:
             msg += (" Note: these plugins failed to load and may have provided it: "
                     + ", ".join(failed_plugins) + " (see `daer plugins list`).")
+        if blocked_plugins:
+            msg += (" Note: these plugins are blocked (-p no:NAME or DAER_DISABLE_PLUGINS) and"
+                    " may provide it: " + ", ".join(blocked_plugins) + ".")
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message

@@ -62,6 +62,8 @@ class LoadedPlugins:
     registry: ComponentRegistry
     plugins: list[PluginInfo]
     manager: pluggy.PluginManager
+    #: names given to ``block`` that match no plugin found (a typo in ``-p no:NAME``)
+    unknown_blocked: list[str] = field(default_factory=list)
 
 
 def _split_env(var: str) -> list[str]:
@@ -117,6 +119,12 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
                 raise ValueError(f"plugin name {name!r} is already used by module {taken.module}"
                                  f" (distribution {taken.distribution or 'none'})")
             pm.register(module, name=name)
+            try:  # a hook whose name is no hookspec (a typo) would otherwise be ignored
+                pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                pm.unregister(module)
+                raise ValueError(f"{exc}; daer's hooks are"
+                                 f" {', '.join(sorted(_hook_names()))}") from None
         except Exception as exc:  # noqa: BLE001 - isolation is the point
             infos.append(_failed(name, modpath, dist, version, "import", exc))
             continue
@@ -132,7 +140,14 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
             _register_one(registry, impls.get(info.name, []), info)
 
     registry.failed_plugins = [i.name for i in infos if i.status == "failed"]
-    return LoadedPlugins(registry, infos, pm)
+    registry.blocked_plugins = [i.name for i in infos if i.status == "blocked"]
+    seen_names = {n for c in candidates for n in (c[0], c[1])}
+    unknown = sorted(b for b in set(block) if b not in seen_names)
+    return LoadedPlugins(registry, infos, pm, unknown)
+
+
+def _hook_names() -> list[str]:
+    return [n for n in dir(hookspecs) if n.startswith("daer_")]
 
 
 def _register_one(registry: ComponentRegistry, impls: list, info: PluginInfo) -> None:

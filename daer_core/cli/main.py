@@ -47,7 +47,12 @@ def _configure_plugins(opts: list[str]) -> None:
     import registry
     load = [o for o in opts if not o.startswith("no:")]
     block = [o[3:] for o in opts if o.startswith("no:")]
-    registry.set_default_plugins(registry.load_plugins(load=load, block=block))
+    loaded = registry.load_plugins(load=load, block=block)
+    if loaded.unknown_blocked:
+        names = sorted({p.name for p in loaded.plugins})
+        raise ConfigError(f"-p no:{loaded.unknown_blocked[0]}: no plugin of that name (plugins:"
+                          f" {', '.join(names)})")
+    registry.set_default_plugins(loaded)
 
 
 #: loggers that speak at INFO without -v: daer's own (its plugins log under their modules)

@@ -192,3 +192,42 @@ def test_two_distributions_claiming_one_plugin_name(plugin_site):
                                else "second-fusion")
     loser = next(p for p in clash if p.status == "failed")
     assert winner.module in loser.error
+
+
+def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_hook(plugin_site):
+    """pluggy would ignore an implementation of a hook that does not exist; a typo in
+    `daer_register_components` then registers nothing, silently."""
+    plugin_site.module("typo_plugin", """
+        from registry import hookimpl
+
+        @hookimpl
+        def daer_register_componets(registry):
+            raise AssertionError("never called")
+    """)
+    plugin_site.module("fine_plugin", good("fine-fusion"))
+    plugin_site.distribution("typo-dist", {"typo": "typo_plugin", "fine": "fine_plugin"})
+    with pytest.warns(PluginLoadWarning, match="daer_register_componets"):
+        loaded = load()
+    info = info_of(loaded, "typo")
+    assert info.status == "failed" and "daer_register_componets" in info.error
+    assert "daer_register_components" in info.error       # the hooks that exist are listed
+    assert info_of(loaded, "fine").status == "loaded"      # the others still load
+
+
+def test_blocking_an_unknown_name_is_reported_and_blocked_plugins_are_named(plugin_site):
+    plugin_site.module("shape_plugin", good("shape-fusion"))
+    plugin_site.distribution("shape-dist", {"shapey": "shape_plugin"})
+    loaded = load(block=["shapee"])
+    assert loaded.unknown_blocked == ["shapee"]
+    loaded = load(block=["shapey"])
+    assert loaded.unknown_blocked == []
+    with pytest.raises(UnknownComponentError, match=r"blocked .* shapey"):
+        loaded.registry.get("fusion", "shape-fusion")
+
+
+def test_cli_refuses_blocking_a_plugin_that_does_not_exist(capsys, restore_default_plugins,
+                                                           clean_env):
+    from daer_core.cli.main import main
+    assert main(["-p", "no:daer-imagee", "plugins", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "-p no:daer-imagee: no plugin of that name" in err and "daer-image" in err
