@@ -125,7 +125,8 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
                 pm.unregister(module)
                 raise ValueError(f"{exc}; daer's hooks are"
                                  f" {', '.join(sorted(_hook_names()))}") from None
-        except Exception as exc:  # noqa: BLE001 - isolation is the point
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
+            # (a module calling sys.exit() at import would otherwise end the whole command)
             infos.append(_failed(name, modpath, dist, version, "import", exc))
             continue
         infos.append(PluginInfo(name, modpath, dist, version, "loaded"))

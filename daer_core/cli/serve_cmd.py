@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port}: must be between 1 and 65535")
-    if args.max_upload_mb <= 0:
-        raise ConfigError("--max-upload-mb must be positive")
+    if not math.isfinite(args.max_upload_mb) or args.max_upload_mb <= 0:
+        raise ConfigError(f"--max-upload-mb {args.max_upload_mb}: must be a positive number")
     try:
         import uvicorn
     except ImportError:
@@ -72,9 +73,26 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding to %s: the service is reachable from other machines and has no"
                     " authentication", args.host)
+    _check_port_free(args.host, args.port)  # before minutes of loading, not after
     with tempfile.TemporaryDirectory(prefix="daer-serve-") as tmp:
         app = build_service(args.run_dir, args.index, device=args.device,
                             max_upload_mb=args.max_upload_mb, workdir=Path(tmp))
         print(f"daer serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port in use is a clear error (exit 1) before uvicorn starts: uvicorn itself logs
+    the bind error and exits with status 3, a code daer does not document."""
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            from ..errors import DaerError
+            raise DaerError(f"--port {port}: cannot listen on {host}:{port}"
+                            f" ({exc.strerror or exc}); is another server using it? Choose"
+                            f" another --port") from None

@@ -80,8 +80,10 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
     ``exhaustive=True`` scores every item for each query (used when no index was given and
     the run's test split is served as is).
     """
+    # no /docs or /redoc: their pages load scripts from a CDN that an offline machine cannot
+    # reach; the schema itself stays at /openapi.json
     app = FastAPI(title="daer search", description="image<->text search with a DAER model",
-                  version="1")
+                  version="1", docs_url=None, redoc_url=None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):

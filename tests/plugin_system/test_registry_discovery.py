@@ -231,3 +231,13 @@ def test_cli_refuses_blocking_a_plugin_that_does_not_exist(capsys, restore_defau
     assert main(["-p", "no:daer-imagee", "plugins", "list"]) == 2
     err = capsys.readouterr().err
     assert "-p no:daer-imagee: no plugin of that name" in err and "daer-image" in err
+
+
+def test_a_plugin_calling_sys_exit_at_import_fails_alone(plugin_site):
+    plugin_site.module("exiting_plugin", "import sys\nsys.exit(3)\n")
+    plugin_site.module("fine_plugin2", good("fine2-fusion"))
+    plugin_site.distribution("exit-dist", {"exiting": "exiting_plugin", "fine2": "fine_plugin2"})
+    with pytest.warns(PluginLoadWarning, match="SystemExit"):
+        loaded = load()
+    assert info_of(loaded, "exiting").status == "failed"
+    assert loaded.registry.has("fusion", "fine2-fusion")

@@ -195,3 +195,25 @@ def test_a_decompression_bomb_png_is_413(client, monkeypatch):
            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
     r = client.post("/api/search/image", files={"file": ("bomb.png", png, "image/png")})
     assert r.status_code == 413 and "pixels" in r.json()["detail"], r.text
+
+
+def test_no_page_needs_a_cdn(client):
+    """/docs and /redoc load Swagger / ReDoc from a CDN: an offline user gets a blank page."""
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_serve_rejects_nan_upload_limit_and_a_busy_port_before_loading(tmp_path, capsys):
+    import socket
+
+    from daer_core.cli.main import main
+    assert main(["serve", str(tmp_path / "nowhere"), "--max-upload-mb", "nan"]) == 2
+    assert "--max-upload-mb nan: must be a positive number" in capsys.readouterr().err
+    from daer_core.cli.serve_cmd import _check_port_free
+    from daer_core.errors import DaerError
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(DaerError, match=f"--port {port}: cannot listen"):
+            _check_port_free("127.0.0.1", port)
