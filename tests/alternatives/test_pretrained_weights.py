@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -128,3 +129,30 @@ def test_attention_in_a_pretrained_backbone_starts_as_the_identity(classifier, p
         cosine = torch.nn.functional.cosine_similarity(pooled, plain, dim=1)
         assert cosine.min() >= 0.99
         assert torch.equal(net.get_classifier()(pooled).argmax(1), net(photos).argmax(1))
+
+
+@needs_lite0
+def test_backbone_pool_loads_the_offline_lite0_package_by_position(classifier, caplog):
+    """backbone-pool takes the same weights params as the timm encoder (one params model),
+    so the classical rows can use the offline ImageNet weights too."""
+    import logging
+
+    from plugins.features.backbone import BackbonePoolFeatures
+    net, _ = classifier
+    with caplog.at_level(logging.WARNING):
+        feats = BackbonePoolFeatures(library="timm", backbone="efficientnet_lite0",
+                                     weights_package=LITE0_PACKAGE, key_mapping="by-position",
+                                     image_size=64)
+        out = feats.transform([Image.new("RGB", (64, 64), (200, 30, 30))] * 2)
+    assert "random initialisation" not in caplog.text
+    assert out.shape == (2, 1280) and np.isfinite(out).all()
+    stem = feats.trunk_.inner.conv_stem.weight
+    assert torch.equal(stem, net.conv_stem.weight)
+
+
+def test_backbone_pool_takes_one_weights_source():
+    from pydantic import ValidationError
+
+    from plugins.features.backbone import BackboneParams
+    with pytest.raises(ValidationError, match="weights"):
+        BackboneParams(weights="a.pth", weights_package=LITE0_PACKAGE)
