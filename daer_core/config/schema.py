@@ -118,6 +118,16 @@ class StagesConfig(Strict):
         return sc
 
 
+class TrackingConfig(Strict):
+    """``train.tracking``: views of the run log in experiment trackers (docs/training.md)."""
+
+    tensorboard: bool = Field(True, description="write TensorBoard event files to "
+                                                "<run>/tensorboard (scalars, test pictures)")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI (file:./mlruns, "
+                                                     "http://host:5000); null = no MLflow")
+    mlflow_experiment: str = Field("daer", description="MLflow experiment name")
+
+
 class TrainConfig(Strict):
     recipe: ComponentRef = Field(
         default_factory=lambda: ComponentRef(name="daer-three-stage"),
@@ -138,6 +148,7 @@ class TrainConfig(Strict):
                               "for the device; the run stops within this many steps)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves default")
     stages: StagesConfig = Field(default_factory=StagesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("device")
     @classmethod

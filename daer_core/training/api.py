@@ -41,8 +41,11 @@ def train_and_evaluate(config: RunConfig | Mapping[str, Any], out_dir: Path | st
         refuse_foreign_folder(out_dir)
     # held through the evaluation too: metrics.json is the run's
     with RunLock(out_dir) if main else contextlib.nullcontext():
-        trainer.train(resume=resume)
-        return trainer.evaluate()
+        try:
+            trainer.train(resume=resume)
+            return trainer.evaluate()
+        finally:
+            trainer.close_trackers()
 
 
 def resume_run(run_dir: Path | str, *, registry=None) -> dict:

@@ -45,6 +45,7 @@ from . import run_dir as rd
 from .finetune import frozen, hold_batchnorm, parameter_groups, warm_up_learning_rates
 from .runtime import (capture_rng, configure_precision, derived_seed, pick_device,
                       resolve_bf16, resolve_workers, restore_rng, seed_everything)
+from .tracking import Trackers, require_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Trainer:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.state = TrainerState()
+        if config.train.tracking.mlflow_uri:
+            require_mlflow()  # before anything is written
         self.dataset = registry.create("dataset", config.dataset.name, config.dataset.params)
         #: a feature dataset trains feature-level encoders (``inputs = "features"``)
         self.features = isinstance(self.dataset, FeatureDataset)
@@ -143,6 +146,7 @@ class Trainer:
         #: called after every epoch's validation with an :class:`EpochReport`; an exception
         #: raised by a hook (``daer tune``'s pruner) ends the run after that epoch's log line
         self.epoch_hooks: list[Callable[[EpochReport], None]] = []
+        self._trackers: Trackers | None = None  # opened with the first log line (rank 0)
 
     def _check_inputs(self) -> None:
         """Raw pairs need raw-input encoders, feature datasets feature-level ones."""
@@ -187,6 +191,9 @@ class Trainer:
         rec = {"time": round(time.time(), 3), "event": event, **fields}
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
+        if self._trackers is None:
+            self._trackers = Trackers.for_run(self.config, self.run_dir)
+        self._trackers.event(event, fields)
 
     # -- persistence -------------------------------------------------------------------------
     def _tensors(self, heads: bool = True) -> dict[str, torch.Tensor]:
@@ -701,6 +708,11 @@ class Trainer:
                                    bf16=self.config.evaluate.bf16)
         return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"]}
 
+    def close_trackers(self) -> None:
+        if self._trackers is not None:
+            self._trackers.close()
+            self._trackers = None
+
     def evaluate(self) -> dict:
         """Test-split metrics (written by rank 0; every process returns them)."""
         if "test" not in self.splits:
@@ -713,6 +725,7 @@ class Trainer:
                                        self.classes, self.config, self.run_dir,
                                        device=self.device)
             self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
+            self.close_trackers()
         return self.dist.broadcast(metrics)
 
 

@@ -105,6 +105,8 @@ def run_trial(trial, config_data: Mapping[str, Any], run_dir: Path, *, resume: b
     except optuna.TrialPruned:
         _finish(run_dir, {"state": "pruned"}, keep_checkpoints)
         raise
+    finally:
+        trainer.close_trackers()
     _finish(run_dir, {"state": "complete", **metrics}, keep_checkpoints)
     return float(metrics["val_avg"])
 
