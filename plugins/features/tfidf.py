@@ -21,7 +21,14 @@ class TfidfParams(Params):
     stop_words: Literal["english"] | None = Field(
         "english", description="scikit-learn's built-in English stop-word list, or null")
     sublinear_tf: bool = Field(True, description="use 1 + log(tf) instead of raw counts")
-    ngram_max: int = Field(1, ge=1, le=3, description="longest word n-gram")
+    analyzer: Literal["word", "char", "char_wb"] = Field(
+        "word", description="word: word n-grams (needs spaces between words); char: "
+        "character n-grams, for scripts written without spaces (Chinese, Japanese, Thai); "
+        "char_wb: character n-grams inside word boundaries")
+    ngram_min: int = Field(1, ge=1, le=5, description="shortest n-gram (with char analyzers,"
+                                                      " e.g. 1 or 2 characters)")
+    ngram_max: int = Field(1, ge=1, le=5, description="longest n-gram (words, or characters"
+                                                      " with a char analyzer)")
     norm: Literal["l2", "l1"] | None = Field("l2", description="row normalisation")
 
 
@@ -40,10 +47,16 @@ class TfidfFeatures(Configured, FeatureExtractor):
 
         texts = check_texts(items, "tfidf")
         min_df = self.min_df if len(texts) >= self.min_df else 1
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"tfidf: ngram_min {self.ngram_min} is larger than ngram_max"
+                             f" {self.ngram_max}")
+        words = self.analyzer == "word"
         self.vectorizer_ = TfidfVectorizer(
-            max_features=self.max_features, min_df=min_df, max_df=self.max_df,
-            stop_words=self.stop_words, sublinear_tf=self.sublinear_tf,
-            ngram_range=(1, self.ngram_max), norm=self.norm, dtype=np.float64)
+            analyzer=self.analyzer, max_features=self.max_features, min_df=min_df,
+            max_df=self.max_df,
+            # stop words are words: with a char analyzer scikit-learn would ignore them
+            stop_words=self.stop_words if words else None, sublinear_tf=self.sublinear_tf,
+            ngram_range=(self.ngram_min, self.ngram_max), norm=self.norm, dtype=np.float64)
         try:
             self.vectorizer_.fit(texts)
         except ValueError as exc:  # e.g. "empty vocabulary"

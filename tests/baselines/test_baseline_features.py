@@ -108,3 +108,18 @@ def test_backbone_rejects_a_file_of_another_architecture(tmp_path):
                                image_size=32)
     with pytest.raises(Exception, match="weights"):
         ext.transform(_images(1))
+
+
+def test_tfidf_character_ngrams_read_text_without_spaces():
+    """Chinese has no spaces: word tokens made one token per sentence, so no two captions
+    shared a feature. Character bigrams do."""
+    texts = ["足球队赢得了比赛", "足球运动员在比赛前训练", "在烤箱里烤面包", "面包需要面粉和黄油"]
+    words = TfidfFeatures(min_df=1, stop_words=None).fit(texts)
+    assert len(words.vocabulary) == 4                # every sentence is one "word"
+    chars = TfidfFeatures(min_df=1, analyzer="char", ngram_min=1, ngram_max=2).fit(texts)
+    feats = chars.transform(texts)
+    sim = feats @ feats.T
+    assert "足球" in chars.vocabulary and "面包" in chars.vocabulary
+    assert sim[0, 1] > sim[0, 2] and sim[2, 3] > sim[2, 0]   # topics share characters
+    with pytest.raises(ValueError, match="ngram_min 3 is larger than ngram_max 2"):
+        TfidfFeatures(analyzer="char", ngram_min=3, ngram_max=2).fit(texts)
