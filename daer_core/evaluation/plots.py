@@ -5,6 +5,7 @@ import functools
 import logging
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -142,7 +143,10 @@ def plot_retrieval_examples(scores_t2i: np.ndarray, texts: Sequence[str], images
                     " %r); they are drawn as boxes. Install a font that covers them (for"
                     " Chinese, Japanese, Korean on Debian/Ubuntu: apt install %s)", path,
                     len(uncovered), sample, CJK_FONT_PACKAGE)
-    with plt.rc_context({"font.family": families}):
+    with plt.rc_context({"font.family": families}), warnings.catch_warnings():
+        if uncovered:  # said once above; matplotlib would repeat it for every glyph drawn
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+            warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing")
         return _draw_examples(scores_t2i, texts, images, labels, cls, path, queries, k)
 
 

@@ -68,8 +68,11 @@ def test_text_with_no_font_is_named_once_with_the_package_to_install(tmp_path, c
     families, uncovered = plots.font_families(["\U0001D11E\U0001D11F"])  # musical symbols
     if not uncovered:
         pytest.skip("an installed font covers the probe characters")
-    _draw(tmp_path, ["\U0001D11E clef", "plain"])
+    glyph_warnings = _draw(tmp_path, ["\U0001D11E clef", "plain"] * 20)
     assert plots.CJK_FONT_PACKAGE in caplog.text and "examples.png" in caplog.text
+    # one clear warning, not one more per glyph drawn (there were ~1,000 for a CJK set)
+    assert glyph_warnings == []
+    assert caplog.text.count("no installed font has glyphs") == 1
 
 
 @pytest.mark.parametrize("text", CAPTIONS + ["x" * 200, "word " * 100, ""])
