@@ -63,14 +63,26 @@ def model_card(searcher, run_dir: Path, config) -> dict[str, Any]:
         except (OSError, ValueError):
             metrics = None
     return {
-        "run_dir": str(Path(run_dir).resolve()),
+        # the run's name, not its path: a page on the network need not map the server's disk
+        "run_dir": Path(run_dir).resolve().name,
         "name": getattr(config, "name", None),
         "preset": getattr(config, "preset", None),
         "dataset": config.dataset.name if getattr(config, "dataset", None) else None,
         "components": dict(getattr(searcher.model, "names", {})),
         "metrics": metrics,
-        "index": searcher.index.describe(),
+        "index": _public_index(searcher.index.describe()),
     }
+
+
+def _public_index(info: dict[str, Any]) -> dict[str, Any]:
+    """The index summary without the server's paths: folder names, the sources' kinds."""
+    out = dict(info)
+    out["path"] = Path(str(info.get("path", ""))).name
+    if info.get("run_dir"):
+        out["run_dir"] = Path(str(info["run_dir"])).name
+    out["sources"] = [{k: v for k, v in src.items() if k in ("kind", "dataset", "split", "prefix")}
+                      for src in info.get("sources", [])]
+    return out
 
 
 def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2 ** 20,
@@ -99,6 +111,8 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
         rows = []
         for h in res.hits:
             row = h.as_dict()
+            if row.get("image"):  # the file's name only, never the server's folders
+                row["image"] = Path(str(row["image"])).name
             row["thumbnail"] = (f"/api/items/{res.side}/{h.row}/thumbnail"
                                 if h.item.get("has_image", h.item.get("path") is not None)
                                 else None)

@@ -217,3 +217,12 @@ def test_serve_rejects_nan_upload_limit_and_a_busy_port_before_loading(tmp_path,
         port = busy.getsockname()[1]
         with pytest.raises(DaerError, match=f"--port {port}: cannot listen"):
             _check_port_free("127.0.0.1", port)
+
+
+def test_no_server_path_leaves_the_service(client, loaded_run):
+    card = client.get("/api/model").json()
+    assert card["run_dir"] == loaded_run.run_dir.resolve().name
+    hits = client.post("/api/search/text", json={"query": "a red circle", "k": 5}).json()
+    server_root = str(loaded_run.run_dir.resolve().parents[1])
+    for text in [str(card), str(hits)]:
+        assert server_root not in text
