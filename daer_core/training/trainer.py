@@ -43,6 +43,7 @@ from . import checkpoint as ck
 from . import distributed
 from . import run_dir as rd
 from .finetune import frozen, hold_batchnorm, parameter_groups, warm_up_learning_rates
+from .optimizers import build_optimizer
 from .runtime import (capture_rng, configure_precision, derived_seed, pick_device,
                       resolve_bf16, resolve_workers, restore_rng, seed_everything)
 from .tracking import Trackers, require_mlflow
@@ -80,7 +81,8 @@ class TrainerState:
 
 
 class Trainer:
-    """Trains one run into ``run_dir``; :meth:`run` returns the test metrics."""
+    """Trains one run into ``run_dir``: :meth:`train`, then :meth:`evaluate` for the test
+    metrics (``daer_core.training.api.train_and_evaluate`` does both under the run lock)."""
 
     def __init__(self, config: RunConfig, run_dir: Path, registry=None, *,
                  splits: tuple[str, ...] = ("train", "val", "test")):
@@ -307,15 +309,7 @@ class Trainer:
         for step in self.recipe.stage(stage).steps:
             params = parameter_groups(self._stage_params(stage, step), pretrained,
                                       sc.backbone_lr)
-            if oc.name == "sgd":
-                out[step] = torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum,
-                                            weight_decay=oc.weight_decay)
-            elif oc.name == "adam":
-                out[step] = torch.optim.Adam(params, lr=oc.lr, betas=oc.betas,
-                                             weight_decay=oc.weight_decay)
-            else:
-                out[step] = torch.optim.AdamW(params, lr=oc.lr, betas=oc.betas,
-                                              weight_decay=oc.weight_decay)
+            out[step] = build_optimizer(params, oc)
             if sc.warmup_steps:
                 for group in out[step].param_groups:  # saved with the optimizer's state
                     group.setdefault("initial_lr", group["lr"])
