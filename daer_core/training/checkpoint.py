@@ -261,6 +261,32 @@ def _resumable_position(d: Path) -> tuple[int, int, int] | None:
         return None
 
 
+def describe_unresumable(folders: list[Path]) -> str:
+    """Why none of ``folders`` can continue a run: the damaged ones (a file missing or its
+    state unreadable) apart from the healthy weights-only ones (``best-*``, ``final``),
+    which were never meant to continue a run."""
+    damaged, weights_only = [], []
+    for d in folders:
+        missing = [n for n in CHECKPOINT_FILES if not (d / n).is_file()]
+        try:
+            state = json.loads((d / "state.json").read_text(encoding="utf-8")) \
+                if not missing else None
+        except (OSError, ValueError):
+            state = None
+        if missing:
+            damaged.append(f"{d.name} ({', '.join(missing)} missing)")
+        elif not isinstance(state, dict) or "trainer" not in state:
+            damaged.append(f"{d.name} (state.json cannot be read)")
+        else:
+            weights_only.append(d.name)
+    parts = []
+    if damaged:
+        parts.append("damaged: " + "; ".join(damaged))
+    if weights_only:
+        parts.append("weights only, which cannot continue a run: " + ", ".join(weights_only))
+    return "; ".join(parts) or "none found"
+
+
 def resume_tag(root: Path) -> tuple[str | None, str | None]:
     """The checkpoint a resume continues from, and why when it is not ``LATEST``.
 

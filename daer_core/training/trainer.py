@@ -619,8 +619,8 @@ class Trainer:
             folders = ck.checkpoint_dirs(self.run_dir)
             if resume and resumable is None and folders:
                 raise CheckpointError(
-                    f"{self.run_dir}: no complete checkpoint to resume from (damaged:"
-                    f" {', '.join(d.name for d in folders)}); nothing was changed")
+                    f"{self.run_dir}: no complete checkpoint to resume from ("
+                    f"{ck.describe_unresumable(folders)}); nothing was changed")
             if resume and resumable is not None:
                 optimizers = self._resume()
             else:

@@ -140,3 +140,32 @@ def test_a_half_cut_config_on_resume_is_a_checkpoint_error_with_its_hint(tmp_pat
     (run / "config.yaml").write_text(text[: len(text) // 2])
     with pytest.raises(CheckpointError, match=r"damaged or edited.*config_yaml.*state.json"):
         resume_run(run)
+
+
+def test_a_corrupt_state_json_is_named_and_healthy_weights_are_not_called_damaged(
+        tmp_path, tiny_config, monkeypatch):
+    run = tmp_path / "run"
+    cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
+    real = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def dying(self, stage, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, stage, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, run)
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    resumable = [d for d in ck.checkpoint_dirs(run) if not d.name.startswith("best-")]
+    for d in resumable:
+        (d / "state.json").write_text('{"trainer": ')          # cut short
+    with pytest.raises(CheckpointError) as err:
+        resume_run(run)
+    msg = str(err.value)
+    for d in resumable:
+        assert f"{d.name} (state.json cannot be read)" in msg
+    assert "weights only, which cannot continue a run: best-text" in msg
+    assert "damaged: best-text" not in msg
