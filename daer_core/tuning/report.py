@@ -25,14 +25,17 @@ def _rows(study) -> list[dict[str, Any]]:
     """One row per trial that ran (surplus trials, never started, are left out)."""
     from optuna.trial import TrialState
 
+    from .study import requeued
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    again = requeued(trials)
+    for t in trials:
         if t.user_attrs.get("surplus"):
             continue
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
         state = t.state.name.lower()
-        if t.user_attrs.get("interrupted"):
+        if t.user_attrs.get("interrupted") or t.number in again:
             state = "interrupted"
         steps = sorted(t.intermediate_values)
         rows.append({

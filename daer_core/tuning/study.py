@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,11 @@ def open_study(out_dir: Path, study_name: str, storage: str | None = None, *,
     if storage is None:
         storage = str(out_dir / JOURNAL_NAME)
     if is_url(storage):
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                                message=".*heartbeat")
         backend: Any = optuna.storages.RDBStorage(
             storage, heartbeat_interval=60, grace_period=300,
-            failed_trial_callback=lambda study, trial: _queue_again(study, trial))
+            heartbeat_stale_trial_callback=lambda study, trial: _queue_again(study, trial))
     else:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         backend = JournalStorage(JournalFileBackend(storage))
@@ -143,9 +146,17 @@ def recover_interrupted(study) -> int:
     return n
 
 
+def requeued(trials) -> set[int]:
+    """Numbers of trials whose settings were queued again (interrupted, or failed by a
+    database storage's heartbeat)."""
+    return {t.user_attrs["resumes"] for t in trials if t.user_attrs.get("resumes") is not None}
+
+
 def counted(trials) -> list:
-    """Trials that use up the budget: all but interrupted and surplus ones."""
-    return [t for t in trials if not any(t.user_attrs.get(a) for a in NOT_COUNTED)]
+    """Trials that use up the budget: all but interrupted (re-queued) and surplus ones."""
+    again = requeued(trials)
+    return [t for t in trials if not any(t.user_attrs.get(a) for a in NOT_COUNTED)
+            and t.number not in again]
 
 
 def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
@@ -186,8 +197,14 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
     t0 = time.monotonic()
     failures = 0
     stopped_by = "trials"
+    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+    heartbeat = is_heartbeat_enabled(study._storage)   # database URLs (see open_study)
     while True:
         recover_interrupted(study)
+        if heartbeat:  # trials of a machine that stopped beating: failed and queued again
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         everything = study.get_trials(deepcopy=False)
         if minutes is not None and time.monotonic() - t0 >= minutes * 60:
             stopped_by = "minutes"
@@ -198,7 +215,9 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
         study.sampler = optuna.samplers.TPESampler(
             seed=tc.seed + len(everything), n_startup_trials=tc.startup_trials,
             constant_liar=True)
-        trial = study.ask()
+        with warnings.catch_warnings():  # this loop runs the heartbeat itself (below)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
         before = [t for t in counted(study.get_trials(deepcopy=False))
                   if t.number < trial.number]
         if len(before) >= n_trials:  # another worker filled the budget meanwhile
@@ -217,10 +236,12 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
         data["name"] = f"{name}-trial-{trial.number}"
         started = time.monotonic()
         try:
-            value = run_trial(trial, data, run_dir, resume=resumes is not None,
-                              pruning=tc.pruner == "median",
-                              keep_checkpoints=tc.keep_checkpoints, prune_on=tc.prune_on,
-                              registry=registry)
+            # (ask/tell runs no heartbeat of its own: Optuna's optimize loop would)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                value = run_trial(trial, data, run_dir, resume=resumes is not None,
+                                  pruning=tc.pruner == "median",
+                                  keep_checkpoints=tc.keep_checkpoints, prune_on=tc.prune_on,
+                                  registry=registry)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d pruned after %.0f s: %s", trial.number,

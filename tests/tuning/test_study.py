@@ -183,3 +183,31 @@ def test_prune_on_all_lets_an_encoder_stage_prune(tmp_path, monkeypatch):
     tune(load_run_config(data), out, trials=3)
     assert [(e["stage"], e["epoch"]) for e in _events(out / "trials" / "trial-0002", "epoch")] \
         == [("text", 1)]
+
+
+def test_a_database_storage_beats_and_fails_a_silent_trial(tmp_path):
+    """With a storage URL (several machines), a trial whose worker stopped beating is failed
+    and its settings queued again; the study then finishes its budget."""
+    import datetime
+
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study, storage = open_study(tmp_path / "study", "tiny-study", url)
+    assert is_heartbeat_enabled(study._storage)
+    backend = getattr(study._storage, "_backend", study._storage)
+    # a trial that started on another machine, which then died (no heartbeat for long)
+    with pytest.warns(UserWarning, match="Heartbeat"):   # ask outside optimize, as daer does
+        dead = study.ask({LR: optuna.distributions.FloatDistribution(1e-3, 0.1, log=True),
+                          K: optuna.distributions.FloatDistribution(0.4, 1.0)})
+    dead.set_user_attr("worker", {"host": "elsewhere", "pid": 1})
+    backend.record_heartbeat(dead._trial_id)
+    old = datetime.datetime.now() - datetime.timedelta(hours=1)
+    from optuna.storages._rdb import models
+    with backend.scoped_session() as session:
+        session.query(models.TrialHeartbeatModel).update({"heartbeat": old})
+        session.commit()
+    tune(load_run_config(tiny_tune_config()), tmp_path / "study", trials=2, storage=url)
+    trials = study._storage.get_all_trials(study._study_id)
+    assert trials[0].state == TrialState.FAIL
+    assert any(t.user_attrs.get("resumes") == 0 for t in trials)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
