@@ -197,6 +197,10 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
     t0 = time.monotonic()
     failures = 0
     stopped_by = "trials"
+    from tqdm.auto import tqdm
+    done_before = sum(t.state.is_finished() for t in counted(study.get_trials(deepcopy=False)))
+    bar = tqdm(total=n_trials, initial=min(n_trials, done_before), desc=f"study {name}",
+               unit="trial", disable=None)  # frames on a terminal only (a log file gets lines)
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
     heartbeat = is_heartbeat_enabled(study._storage)   # database URLs (see open_study)
     while True:
@@ -244,6 +248,7 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
                                   registry=registry)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=TrialState.PRUNED)
+            bar.update(1)
             log.info("trial %d pruned after %.0f s: %s", trial.number,
                      time.monotonic() - started, exc)
             failures = 0
@@ -256,6 +261,7 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
         except (DaerError, ValueError, RuntimeError, OSError) as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             study.tell(trial, state=TrialState.FAIL)
+            bar.update(1)
             failures += 1
             log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
             if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -266,10 +272,12 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
             continue
         failures = 0
         study.tell(trial, value)
+        bar.update(1)
         best = study.best_trial
         log.info("trial %d: validation mAP %.4f in %.0f s (best %.4f, trial %d) %s",
                  trial.number, value, time.monotonic() - started, best.value, best.number,
                  _short(params))
+    bar.close()
     result = rp.write_report(study, out_dir, base, storage, registry=registry)
     result.seconds = time.monotonic() - t0
     result.stopped_by = stopped_by

@@ -211,3 +211,26 @@ def test_a_database_storage_beats_and_fails_a_silent_trial(tmp_path):
     assert trials[0].state == TrialState.FAIL
     assert any(t.user_attrs.get("resumes") == 0 for t in trials)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+def test_train_best_reads_the_test_split_once_after_the_study(tmp_path, capsys, monkeypatch):
+    from daer_core.cli.main import main
+    from plugins.datasets.shapes import ShapesDataset
+    real_split = ShapesDataset.split
+    asked: list[str] = []
+
+    def recording(self, name):
+        asked.append(name)
+        return real_split(self, name)
+
+    monkeypatch.setattr(ShapesDataset, "split", recording)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_tune_config()))
+    assert main(["tune", str(cfg), "--trials", "2", "--study", str(tmp_path / "study"),
+                 "--train-best"]) == 0
+    out = capsys.readouterr().out
+    assert "Test mAP@all of best.yaml" in out
+    # two trials read train and val only; the test split is first asked for by the final run
+    first_test = asked.index("test")
+    assert asked[:first_test] == ["train", "val"] * 3
+    assert (tmp_path / "study" / "best-run" / "metrics.json").is_file()
