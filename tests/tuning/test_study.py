@@ -213,7 +213,7 @@ def test_a_database_storage_beats_and_fails_a_silent_trial(tmp_path):
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
 
 
-def test_train_best_reads_the_test_split_once_after_the_study(tmp_path, capsys, monkeypatch):
+def test_train_best_reads_the_test_split_only_after_the_study(tmp_path, capsys, monkeypatch):
     from daer_core.cli.main import main
     from plugins.datasets.shapes import ShapesDataset
     real_split = ShapesDataset.split
