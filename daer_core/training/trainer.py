@@ -661,18 +661,32 @@ class Trainer:
 
     @torch.no_grad()
     def _materialize(self) -> None:
-        """Give lazily sized layers (feature encoders infer their input width) their shapes
-        with one small forward pass, before any optimizer or checkpoint sees them."""
-        if not any(isinstance(p, nn.parameter.UninitializedParameter)
-                   for p in self.model.parameters()):
+        """Give lazily sized layers (feature encoders infer their input width; a recipe's
+        extra modules may too) their shapes with one small forward pass, before any optimizer
+        or checkpoint sees them."""
+        def lazy(module: nn.Module) -> bool:
+            return any(isinstance(p, nn.parameter.UninitializedParameter)
+                       for p in module.parameters())
+
+        if not lazy(self.model) and not lazy(self.heads):
             return
         records = self.splits["train"][:2]
         was = self.model.training
         self.model.eval()
-        self.model.encode_text(self.preprocess.text([r.text for r in records]))
-        self.model.encode_image(torch.stack([self.preprocess.image_eval(r.load_image())
-                                             for r in records]))
+        self.heads.eval()
+        with torch.no_grad():
+            self.model.encode_text(self.preprocess.text([r.text for r in records]))
+            self.model.encode_image(torch.stack([self.preprocess.image_eval(r.load_image())
+                                                 for r in records]))
+            if lazy(self.heads):  # one pass of every step's losses on two training pairs
+                for spec in self.recipe.stages:
+                    batch = next(iter(self._loader("train", spec, len(records), train=False,
+                                                   records=records)))
+                    for step in spec.steps:
+                        self.recipe.losses(spec.name, step, self.model, self.heads,
+                                           self._on_device(batch, spec))
         self.model.train(was)
+        self.heads.train(was)
 
     def _prepare_devices(self) -> None:
         """Memory layout, compilation and the multi-process wrapper, once the weights are in

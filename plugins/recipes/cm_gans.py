@@ -19,9 +19,11 @@ simplified to precomputed features (``vector-mlp`` encoders on a ``features`` da
 * *inter-modality* ``D_inter`` (``d -> d/2 -> 1``): is a common representation an image's
   (1) or a text's (0)?
 * *intra-modality* ``D_I``, ``D_T`` (``h1 -> h1/2 -> 1``): is a vector the original input (1)
-  or its reconstruction (0)? Both are read through the modality's first encoder layer,
-  ``relu(W1 x + b1)`` with ``W1`` held fixed for the discriminator, whose first layer therefore
-  has a width known before any data is seen.
+  or its reconstruction (0)? By default both are read through the modality's first encoder
+  layer, ``relu(W1 x + b1)`` with ``W1`` held fixed for the discriminator, whose first layer
+  therefore has a width known before any data is seen; ``intra_input: own`` gives each
+  discriminator an input layer of its own (sized by the data, trained with it), as the
+  paper's and the public code's discriminators read the input directly.
 
 Losses (``BCE(z, y)`` is the binary cross entropy of logit z against y, batch means):
 
@@ -38,6 +40,8 @@ label classifier) then ``discriminator`` (the three discriminators, on the updat
 generators' outputs, which it does not change).
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +66,11 @@ class CMGANsParams(Params):
                                 "(mean squared error of each modality's standardised input)")
     adv_weight: float = Field(1.0, ge=0, description="weight of the generators' adversarial "
                               "terms (inter- and intra-modality)")
+    intra_input: Literal["generator", "own"] = Field(
+        "generator", description="what the intra-modality discriminators read the input and "
+        "its reconstruction through: generator = the encoder's first layer, held fixed; own ="
+        " an input layer of their own, trained with them, as the paper's and the public "
+        "code's discriminators have")
 
 
 def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -150,14 +159,18 @@ class TiedDecoder(nn.Module):
 
 
 class IntraDiscriminator(nn.Module):
-    """Original vs reconstruction, read through the encoder's first layer (held fixed)."""
+    """Original vs reconstruction, read through the encoder's first layer (held fixed), or
+    through an input layer of its own (``own``: sized by the data on first use)."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, own: bool = False):
         super().__init__()
+        self.input = nn.LazyLinear(width) if own else None
         self.head = nn.Sequential(nn.Linear(width, max(1, width // 2)), nn.ReLU(),
                                   nn.Linear(max(1, width // 2), 1))
 
     def forward(self, x: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
+        if self.input is not None:
+            return self.head(F.relu(self.input(x)))
         first = first_linear(encoder)
         return self.head(F.relu(F.linear(x, first.weight.detach(), first.bias.detach())))
 
@@ -180,6 +193,7 @@ class CMGANs(TrainingRecipe):
         self.multi_label = multi_label
         dim = common_space_dim(model, "cm-gans")
         self._share_upper_layers(model)
+        own = self.params.intra_input == "own"
         first = {m: first_linear(enc).out_features
                  for m, enc in (("image", model.image_encoder), ("text", model.text_encoder))}
         return {"label": nn.Linear(dim, num_classes),
@@ -187,8 +201,8 @@ class CMGANs(TrainingRecipe):
                 "decode_text": TiedDecoder(model.text_encoder),
                 "inter": nn.Sequential(nn.Linear(dim, max(1, dim // 2)), nn.ReLU(),
                                        nn.Linear(max(1, dim // 2), 1)),
-                "intra_image": IntraDiscriminator(first["image"]),
-                "intra_text": IntraDiscriminator(first["text"])}
+                "intra_image": IntraDiscriminator(first["image"], own),
+                "intra_text": IntraDiscriminator(first["text"], own)}
 
     def trainable(self, stage: str, step: str, model: nn.Module,
                   extras: nn.ModuleDict) -> list[nn.Module]:

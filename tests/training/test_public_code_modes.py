@@ -95,3 +95,62 @@ def test_fgcrossnet_summed_form_matches_plain_enumeration():
     x.requires_grad_(True)
     summed_quadruplet_loss(x, classes, 1.0, 0.5).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_cm_gans_own_input_discriminator_reads_through_its_own_layer():
+    """intra_input: own — the intra-modality discriminator's first layer is its own (sized
+    by the data), not the generator's first layer: by hand on one vector."""
+    from torch import nn
+
+    from plugins.recipes.cm_gans import IntraDiscriminator, first_linear
+    from plugins.vectors.mlp import VectorImageEncoder, VectorMLPParams
+    torch.manual_seed(0)
+    encoder = VectorImageEncoder(VectorMLPParams(hidden=[4, 3], out_dim=2))
+    encoder(torch.randn(2, 5))                       # input width 5
+    disc = IntraDiscriminator(4, own=True)
+    x = torch.randn(3, 5)
+    out = disc(x, encoder)
+    layer = disc.input
+    assert isinstance(layer, nn.Linear) and layer.weight.shape == (4, 5)
+    assert layer.weight is not first_linear(encoder).weight
+    assert torch.allclose(out, disc.head(torch.relu(x @ layer.weight.T + layer.bias)))
+    # its own layer is a discriminator parameter: the generator's first layer gets no gradient
+    out.sum().backward()
+    assert first_linear(encoder).weight.grad is None and layer.weight.grad is not None
+    shared = IntraDiscriminator(4)                   # the default reads the generator's layer
+    assert shared.input is None
+
+
+def test_cm_gans_own_input_trains_through_the_trainer_and_resumes(tmp_path, monkeypatch):
+    """The trainer sizes a recipe's lazy extra modules before optimizers and checkpoints see
+    them, and a resumed run loads them back."""
+    from test_adversarial_recipes import adversarial_config
+    from test_feature_training import write_features
+
+    from daer_core.training import checkpoint as ck
+    from daer_core.training.api import resume_run, train_and_evaluate
+    from daer_core.training.trainer import Trainer
+    root = write_features(tmp_path / "f.npz")
+    cfg = adversarial_config(root, "cm-gans", "cm-gans", epochs=2)
+    cfg["train"]["recipe"]["params"] = {"intra_input": "own"}
+    for side in ("text", "image"):
+        cfg["pipeline"][side]["encoder"]["params"]["hidden"] = [32, 32]
+    real = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def dying(self, stage, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, stage, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(load_run_config(cfg), tmp_path / "run")
+    # the checkpoint after epoch 1 holds the discriminators' own input layers, sized by data
+    tensors, _, _ = ck.read_checkpoint(tmp_path / "run", ck.latest_tag(tmp_path / "run"))
+    assert tensors["heads.intra_image.input.weight"].shape[0] == 32
+    assert tensors["heads.intra_text.input.weight"].shape[0] == 32
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    metrics = resume_run(tmp_path / "run")
+    assert 0.0 <= metrics["avg"] <= 1.0
