@@ -78,6 +78,11 @@ class StageConfig(Strict):
         "linearly from lr/N to lr (0 = none). A network trained from random weights with a "
         "large SGD rate can otherwise lock into a constant output in its first steps and "
         "never leave it (docs/training.md)")
+    lr_decay_every: int | None = Field(
+        None, ge=1, description="multiply every learning rate by lr_decay_factor after each "
+        "this many epochs of the stage (a step decay, as PyTorch's StepLR once per epoch); "
+        "null = constant")
+    lr_decay_factor: float = Field(0.1, gt=0, le=1, description="the step decay's factor")
     # -- fine-tuning policy for encoders that load pretrained weights (no effect otherwise) --
     backbone_lr: float | None = Field(
         None, gt=0, description="learning rate of the pretrained backbone parameters (an "

@@ -66,16 +66,22 @@ def hold_batchnorm(model: nn.Module, pretrained: Iterable[nn.Parameter]) -> int:
 
 
 def warm_up_learning_rates(optimizers: Iterable[torch.optim.Optimizer], step: int,
-                           warmup_steps: int) -> None:
-    """Set every group's learning rate for optimizer step ``step`` (0-based) of a stage:
-    ``initial_lr * (step + 1) / warmup_steps`` during the warmup, ``initial_lr`` from then on.
+                           warmup_steps: int, *, epoch: int = 0, decay_every: int | None = None,
+                           decay_factor: float = 1.0) -> None:
+    """Set every group's learning rate for optimizer step ``step`` (0-based) of a stage in
+    epoch ``epoch`` (0-based): ``initial_lr * (step + 1) / warmup_steps`` during the warmup,
+    ``initial_lr`` from then on, times ``decay_factor ** (epoch // decay_every)`` when a step
+    decay is set (PyTorch's ``StepLR`` stepped once per epoch).
 
-    The rate is a function of the step count alone (kept in the trainer's state), so a
-    resumed run continues the ramp exactly. Python floats only: no device synchronisation.
+    The rate is a function of the step and epoch counts alone (kept in the trainer's state),
+    so a resumed run continues the schedule exactly. Python floats only: no device
+    synchronisation.
     """
-    if warmup_steps <= 0:
+    if warmup_steps <= 0 and not decay_every:
         return
-    factor = min(1.0, (step + 1) / warmup_steps)
+    factor = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if decay_every:
+        factor *= decay_factor ** (epoch // decay_every)
     for optimizer in optimizers:
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor

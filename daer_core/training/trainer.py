@@ -310,7 +310,7 @@ class Trainer:
             params = parameter_groups(self._stage_params(stage, step), pretrained,
                                       sc.backbone_lr)
             out[step] = build_optimizer(params, oc)
-            if sc.warmup_steps:
+            if sc.warmup_steps or sc.lr_decay_every:
                 for group in out[step].param_groups:  # saved with the optimizer's state
                     group.setdefault("initial_lr", group["lr"])
         return out
@@ -406,9 +406,11 @@ class Trainer:
                 lone += len(batch.ids)
                 continue
             tb = self._on_device(batch, spec)
-            if self.state.stage_step <= sc.warmup_steps:
+            if self.state.stage_step <= sc.warmup_steps or sc.lr_decay_every:
                 warm_up_learning_rates(optimizers.values(), self.state.stage_step,
-                                       sc.warmup_steps)
+                                       sc.warmup_steps, epoch=self.state.epoch,
+                                       decay_every=sc.lr_decay_every,
+                                       decay_factor=sc.lr_decay_factor)
             for step in spec.steps:
                 with self._autocast():
                     terms = self._losses(stage, step, tb)

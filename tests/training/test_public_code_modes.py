@@ -154,3 +154,12 @@ def test_cm_gans_own_input_trains_through_the_trainer_and_resumes(tmp_path, monk
     monkeypatch.setattr(Trainer, "_train_epoch", real)
     metrics = resume_run(tmp_path / "run")
     assert 0.0 <= metrics["avg"] <= 1.0
+
+
+def test_the_fgcrossnet_public_preset_says_what_runs():
+    cfg = load_run_config(None, preset="fgcrossnet-public", dataset="features",
+                          overrides=["dataset.params.root=/nowhere"])
+    stage = cfg.train.stages.model_extra["fgcrossnet"]
+    assert cfg.train.recipe.params["hinge"] == "sum"
+    assert (stage.lr_decay_every, stage.lr_decay_factor) == (3, 0.5)
+    assert (stage.optimizer.name, stage.optimizer.lr) == ("sgd", 1e-3)   # the public code's

@@ -84,3 +84,39 @@ def test_warmup_steps_must_not_be_negative(tiny_config):
     raw["train"]["stages"]["image"]["warmup_steps"] = -1
     with pytest.raises(ConfigError, match=r"train\.stages\.image\.warmup_steps"):
         load_run_config(raw)
+
+
+def test_a_step_decay_lowers_the_rate_every_n_epochs_and_resumes_on_it(
+        tmp_path, tiny_config, learning_rates, monkeypatch):
+    """lr_decay_every / lr_decay_factor: StepLR once per epoch (FGCrossNet's public code:
+    every 3 epochs x 0.5), exact after a resume."""
+    raw = tiny_config()
+    for name, stage in raw["train"]["stages"].items():
+        stage["optimizer"]["lr"] = LR
+        stage["epochs"] = 4 if name == "relation" else 1
+        if name == "relation":
+            stage.update(lr_decay_every=2, lr_decay_factor=0.5)
+    train_and_evaluate(load_run_config(raw), tmp_path / "run")
+    per_epoch = len(learning_rates) // 6           # 1 + 1 + 4 epochs, equal step counts
+    relation = learning_rates[2 * per_epoch:]
+    expected = [LR * 0.5 ** (e // 2) for e in range(4) for _ in range(per_epoch)]
+    assert relation == pytest.approx(expected, rel=1e-12)
+    # killed in the relation stage's third epoch: the resumed run keeps the decayed rate
+    learning_rates.clear()
+    real = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def dying(self, stage, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:                         # text, image, relation 1, 2, then 3
+            raise KeyboardInterrupt
+        return real(self, stage, *a, **k)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(load_run_config(raw), tmp_path / "killed")
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    learning_rates.clear()
+    resume_run(tmp_path / "killed")
+    # epochs 3 and 4 of the stage (0-based 2, 3): 0.5 ** (2 // 2) = 0.5 ** (3 // 2) = 0.5
+    assert learning_rates == pytest.approx([LR * 0.5] * (2 * per_epoch), rel=1e-12)
