@@ -170,7 +170,7 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
     ``best.yaml``, ``trials.csv`` / ``trials.md`` and ``history.png`` / ``importance.png``.
     """
     import optuna
-    from optuna.trial import TrialState
+    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     tc = config.tune
@@ -186,102 +186,141 @@ def tune(config: RunConfig, out_dir: Path | str, *, trials: int | None = None,
                     if tc.pruner == "median" else optuna.pruners.NopPruner())
     base = config.model_dump(mode="json")
     base.pop("preset", None)
-    trials_dir = out_dir / "trials"
     if tc.start_with_config and not study.get_trials(deepcopy=False):
-        start = config_values(base, space)
-        if start is not None:
-            study.enqueue_trial(start, user_attrs={"start": True}, skip_if_exists=True)
-        else:
-            log.info("the config's own values are not all inside tune.space; the first"
-                     " trial is sampled like the others")
-    t0 = time.monotonic()
-    failures = 0
-    stopped_by = "trials"
-    from tqdm.auto import tqdm
+        _enqueue_start(study, base, space)
+    runner = _TrialRunner(study, base, space, name, out_dir / "trials", tc, registry)
     done_before = sum(t.state.is_finished() for t in counted(study.get_trials(deepcopy=False)))
     bar = tqdm(total=n_trials, initial=min(n_trials, done_before), desc=f"study {name}",
                unit="trial", disable=None)  # frames on a terminal only (a log file gets lines)
-    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
-    heartbeat = is_heartbeat_enabled(study._storage)   # database URLs (see open_study)
-    while True:
-        recover_interrupted(study)
-        if heartbeat:  # trials of a machine that stopped beating: failed and queued again
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-        everything = study.get_trials(deepcopy=False)
-        if minutes is not None and time.monotonic() - t0 >= minutes * 60:
-            stopped_by = "minutes"
-            break
-        if len(counted(everything)) >= n_trials and not any(
-                t.state == TrialState.WAITING for t in everything):
-            break
-        study.sampler = optuna.samplers.TPESampler(
-            seed=tc.seed + len(everything), n_startup_trials=tc.startup_trials,
-            constant_liar=True)
-        with warnings.catch_warnings():  # this loop runs the heartbeat itself (below)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = study.ask()
-        before = [t for t in counted(study.get_trials(deepcopy=False))
-                  if t.number < trial.number]
-        if len(before) >= n_trials:  # another worker filled the budget meanwhile
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            break
+    t0 = time.monotonic()
+    stopped_by = "trials"
+    try:
+        while True:
+            if minutes is not None and time.monotonic() - t0 >= minutes * 60:
+                stopped_by = "minutes"
+                break
+            trial = _next_trial(study, tc, n_trials)
+            if trial is None:
+                break
+            runner.run(trial)
+            bar.update(1)
+    finally:
+        bar.close()
+    result = rp.write_report(study, out_dir, base, storage, registry=registry)
+    result.seconds = time.monotonic() - t0
+    result.stopped_by = stopped_by
+    return result
+
+
+def _enqueue_start(study, base: dict[str, Any], space) -> None:
+    """A new study's first trial: the config's own values, when they lie in the space."""
+    start = config_values(base, space)
+    if start is not None:
+        study.enqueue_trial(start, user_attrs={"start": True}, skip_if_exists=True)
+    else:
+        log.info("the config's own values are not all inside tune.space; the first trial is"
+                 " sampled like the others")
+
+
+def _next_trial(study, tc, n_trials: int):
+    """The next trial to run, or None when the study's budget is spent (every worker
+    together). Interrupted trials are recovered first; a trial that another worker's
+    race made one too many is closed unrun (``surplus``)."""
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    from optuna.trial import TrialState
+
+    recover_interrupted(study)
+    if is_heartbeat_enabled(study._storage):  # a database URL: machines that stopped beating
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    everything = study.get_trials(deepcopy=False)
+    if len(counted(everything)) >= n_trials and not any(
+            t.state == TrialState.WAITING for t in everything):
+        return None
+    study.sampler = optuna.samplers.TPESampler(
+        seed=tc.seed + len(everything), n_startup_trials=tc.startup_trials, constant_liar=True)
+    with warnings.catch_warnings():  # the runner records the heartbeat itself
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        trial = study.ask()
+    before = [t for t in counted(study.get_trials(deepcopy=False)) if t.number < trial.number]
+    if len(before) >= n_trials:  # another worker filled the budget meanwhile
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    return trial
+
+
+class _TrialRunner:
+    """Runs one trial of the study as a training run and tells the study how it ended."""
+
+    def __init__(self, study, base: dict[str, Any], space, name: str, trials_dir: Path,
+                 tc, registry):
+        self.study, self.base, self.space, self.name = study, base, space, name
+        self.trials_dir, self.tc, self.registry = trials_dir, tc, registry
+        self.failures = 0   # in a row
+
+    def _run_dir(self, trial) -> Path:
+        own = self.trials_dir / f"trial-{trial.number:04d}"
+        resumed = trial.user_attrs.get("run_dir")
+        # a re-queued trial continues its predecessor's folder (when it is on this machine)
+        return Path(resumed) if resumed and Path(resumed).is_dir() else own
+
+    def run(self, trial) -> None:
+        import optuna
+        from optuna.storages._heartbeat import get_heartbeat_thread
+        from optuna.trial import TrialState
+
+        study, tc = self.study, self.tc
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-        resumes = trial.user_attrs.get("resumes")
-        run_dir = Path(trial.user_attrs.get("run_dir") or
-                       trials_dir / f"trial-{trial.number:04d}")
-        if resumes is not None and not run_dir.is_dir():
-            run_dir = trials_dir / f"trial-{trial.number:04d}"  # another machine's folder
+        run_dir = self._run_dir(trial)
         trial.set_user_attr("run_dir", str(run_dir))
-        params = suggest_params(trial, space)
-        data = apply_params(base, params)
-        data["name"] = f"{name}-trial-{trial.number}"
+        params = suggest_params(trial, self.space)
+        data = apply_params(self.base, params)
+        data["name"] = f"{self.name}-trial-{trial.number}"
         started = time.monotonic()
         try:
             # (ask/tell runs no heartbeat of its own: Optuna's optimize loop would)
             with get_heartbeat_thread(trial._trial_id, study._storage):
-                value = run_trial(trial, data, run_dir, resume=resumes is not None,
+                value = run_trial(trial, data, run_dir,
+                                  resume=trial.user_attrs.get("resumes") is not None,
                                   pruning=tc.pruner == "median",
                                   keep_checkpoints=tc.keep_checkpoints, prune_on=tc.prune_on,
-                                  registry=registry)
+                                  registry=self.registry)
         except optuna.TrialPruned as exc:
             study.tell(trial, state=TrialState.PRUNED)
-            bar.update(1)
+            self.failures = 0
             log.info("trial %d pruned after %.0f s: %s", trial.number,
                      time.monotonic() - started, exc)
-            failures = 0
-            continue
+            return
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
             _queue_again(study, study._storage.get_trial(trial._trial_id))
             raise
         except (DaerError, ValueError, RuntimeError, OSError) as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            study.tell(trial, state=TrialState.FAIL)
-            bar.update(1)
-            failures += 1
-            log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            if failures >= MAX_CONSECUTIVE_FAILURES:
-                raise TrainingError(
-                    f"{failures} trials in a row failed; the last: {type(exc).__name__}:"
-                    f" {exc} (run folder {run_dir}). Narrow tune.space or fix the config"
-                    ) from exc
-            continue
-        failures = 0
+            self._failed(trial, exc, run_dir)
+            return
+        self.failures = 0
         study.tell(trial, value)
-        bar.update(1)
         best = study.best_trial
         log.info("trial %d: validation mAP %.4f in %.0f s (best %.4f, trial %d) %s",
                  trial.number, value, time.monotonic() - started, best.value, best.number,
                  _short(params))
-    bar.close()
-    result = rp.write_report(study, out_dir, base, storage, registry=registry)
-    result.seconds = time.monotonic() - t0
-    result.stopped_by = stopped_by
-    return result
+
+    def _failed(self, trial, exc: BaseException, run_dir: Path) -> None:
+        """Record a failed trial; three in a row stop the study (the space is wrong)."""
+        from optuna.trial import TrialState
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.failures += 1
+        log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+        if self.failures >= MAX_CONSECUTIVE_FAILURES:
+            raise TrainingError(
+                f"{self.failures} trials in a row failed; the last: {type(exc).__name__}:"
+                f" {exc} (run folder {run_dir}). Narrow tune.space or fix the config"
+            ) from exc
 
 
 def _short(params: dict[str, Any]) -> str:

@@ -234,3 +234,19 @@ def test_train_best_reads_the_test_split_only_after_the_study(tmp_path, capsys, 
     first_test = asked.index("test")
     assert asked[:first_test] == ["train", "val"] * 3
     assert (tmp_path / "study" / "best-run" / "metrics.json").is_file()
+
+
+def test_three_failing_trials_in_a_row_stop_the_study_with_the_last_error(tmp_path,
+                                                                          monkeypatch):
+    from daer_core.errors import DataError, TrainingError
+    from daer_core.tuning import study as study_mod
+
+    def failing(trial, *a, **k):
+        raise DataError(f"no good (trial {trial.number})")
+
+    monkeypatch.setattr(study_mod, "run_trial", failing)
+    with pytest.raises(TrainingError, match=r"3 trials in a row failed.*no good \(trial 2\)"):
+        tune(load_run_config(tiny_tune_config()), tmp_path / "study", trials=10)
+    trials = open_study(tmp_path / "study", "tiny-study")[0].get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert trials[0].user_attrs["error"] == "DataError: no good (trial 0)"
