@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from .exit_codes import EXIT_OK
+
+log = logging.getLogger("daer")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,9 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FAISS index: auto = flat up to 100,000 items, IVF beyond")
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query")
-    p.add_argument("--first-stage", default="learned",
-                   choices=("learned", "distilled", "taylor", "halves", "embedding"),
-                   help="first-stage space (docs/search.md compares them)")
+    p.add_argument("--first-stage", default="auto",
+                   choices=("auto", "learned", "distilled", "taylor", "halves", "embedding"),
+                   help="first-stage space (docs/search.md compares them); auto = learned,"
+                        " except for a new index of at most 100 items per side, which every"
+                        " query scores whole anyway: a stage that needs no fitting")
     p.add_argument("--refine-first-stage", default="auto", choices=("auto", "always", "never"),
                    help="learned first stage: refine it on the gallery's own items once the"
                         " first gallery is embedded (auto), again on everything the index"
@@ -45,6 +50,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def auto_first_stage(loaded, source, out: Path) -> str:
+    """``learned`` (the measured best, docs/search.md), except for a new index whose gallery
+    every query scores whole by default (at most ``MIN_CANDIDATES`` items per side): fitting
+    and refining a first stage there took minutes and changed no result, so it gets one
+    derived from the weights (``halves`` where the relation head splits, else ``embedding``
+    where both towers have one width, else the cheapest fitted one, ``distilled``)."""
+    from ..search.scoring import PairScorer
+    from ..search.searcher import MIN_CANDIDATES
+    if (out / "index.json").is_file() or len(source.items) > MIN_CANDIDATES:
+        return "learned"
+    model = loaded.model
+    if PairScorer(model).splits:
+        method = "halves"
+    elif int(model.text_encoder.out_dim) == int(model.image_encoder.out_dim):
+        method = "embedding"
+    else:  # nothing derived fits: the cheapest fitted one
+        method = "distilled"
+    log.info("gallery of %d items: every query scores all of them (up to %d candidates), so"
+             " the first stage is %r, which needs no fitting (--first-stage learned fits one"
+             " anyway)", len(source.items), MIN_CANDIDATES, method)
+    return method
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..search import index_gallery, resolve_gallery
@@ -61,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     loaded.model.to(device)
     source = resolve_gallery(args.gallery, loaded.config, params=args.gallery_set,
                              prefix=args.id_prefix)
+    first_stage = args.first_stage
+    if first_stage == "auto":
+        first_stage = auto_first_stage(loaded, source, args.out)
     index, report = index_gallery(
-        loaded, source, args.out, first_stage=args.first_stage, index_type=args.index_type,
+        loaded, source, args.out, first_stage=first_stage, index_type=args.index_type,
         nlist=args.nlist, nprobe=args.nprobe, fit_items=args.fit_items,
         shard_size=args.shard_size, batch_size=args.batch_size, num_workers=args.workers,
         device=device, refine=args.refine_first_stage)

@@ -291,7 +291,9 @@ class GalleryIndex:
         done = [s for s in range(job["shards"]) if self._shard_path(job["job"], s).is_file()]
         todo = [s for s in range(job["shards"]) if s not in done]
         bar = tqdm(total=len(items), initial=sum(len(items[s * size:(s + 1) * size]) for s in done),
-                   desc=f"indexing {len(items)} items", unit="item", disable=not show_progress)
+                   desc=f"indexing {len(items)} items", unit="item",
+                   # None: frames on a terminal only, never into a redirected stderr
+                   disable=None if show_progress else True)
         try:
             for shard in todo:
                 chunk = items[shard * size:(shard + 1) * size]
