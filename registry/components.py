@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -45,6 +45,10 @@ class ComponentSpec:
     plugin: str
     distribution: str | None = None
     version: str | None = None
+    #: components this one builds when it is built, as ``(kind, name)``; ``name`` None means
+    #: "some component of that kind" (one chosen by a param). Checked once every plugin has
+    #: loaded: a component whose requirement is missing is unavailable, with a warning.
+    requires: tuple[tuple[str, str | None], ...] = ()
 
     def validate_params(self, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
         """Validate raw params against this component's params model."""
@@ -76,6 +80,7 @@ class ComponentSpec:
             "kind": self.kind, "name": self.name, "summary": self.summary,
             "plugin": self.plugin, "distribution": self.distribution, "version": self.version,
             "params": fields,
+            "requires": [{"kind": k, "name": n} for k, n in self.requires],
         }
 
 
@@ -106,6 +111,8 @@ class ComponentRegistry:
     #: plugin names whose import or registration failed (filled by the plugin manager)
     failed_plugins: list[str] = field(default_factory=list)
     blocked_plugins: list[str] = field(default_factory=list)
+    #: ``(kind, name) -> why`` of components removed because a requirement is missing
+    unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # -- registration -------------------------------------------------------------------
     def add(self, spec: ComponentSpec, *, override: bool = False) -> None:
@@ -138,10 +145,42 @@ class ComponentRegistry:
         table = self._kind_table(kind)
         if name in table:
             return table[name]
+        if (kind, name) in self.unavailable:
+            raise UnknownComponentError(kind, name, sorted(table), [], self.failed_plugins,
+                                        self.blocked_plugins,
+                                        unavailable=self.unavailable[(kind, name)])
         available = sorted(table)
         suggestions = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
         raise UnknownComponentError(kind, name, available, suggestions, self.failed_plugins,
                                     self.blocked_plugins)
+
+    def drop_unmet_requirements(self) -> list[str]:
+        """Remove components whose declared requirements no loaded plugin provides (until
+        none is left: a removal may leave another one without its requirement); returns one
+        line per removal, naming the component, its plugin and what it misses."""
+        lines: list[str] = []
+        changed = True
+        while changed:
+            changed = False
+            for table in self._table.values():
+                for spec in list(table.values()):
+                    missing = [(k, n) for k, n in spec.requires
+                               if not (self._table.get(k) if n is None
+                                       else n in self._table.get(k, {}))]
+                    if not missing:
+                        continue
+                    what = ", ".join(f"{k} {n!r}" if n else f"a {k}" for k, n in missing)
+                    why = (f"it needs {what}, which no loaded plugin provides"
+                           + (f" (blocked: {', '.join(self.blocked_plugins)})"
+                              if self.blocked_plugins else "")
+                           + (f" (failed: {', '.join(self.failed_plugins)})"
+                              if self.failed_plugins else ""))
+                    del table[spec.name]
+                    self.unavailable[(spec.kind, spec.name)] = why
+                    lines.append(f"{spec.kind} {spec.name!r} of plugin {spec.plugin!r} is"
+                                 f" unavailable: {why}")
+                    changed = True
+        return lines
 
     def has(self, kind: str, name: str) -> bool:
         return name in self._kind_table(kind)
@@ -217,7 +256,8 @@ class PluginScope:
 
     def add(self, kind: str, name: str, *, factory: Callable[..., Any],
             params: type[BaseModel] = NoParams, summary: str | None = None,
-            override: bool = False) -> None:
+            override: bool = False,
+            requires: Sequence[tuple[str, str | None]] = ()) -> None:
         """Register ``factory`` as the ``kind`` component ``name``.
 
         ``summary`` (the one line ``daer plugins list`` shows) defaults to the first paragraph
@@ -231,7 +271,8 @@ class PluginScope:
             summary = inspect.cleandoc(getattr(factory, "__doc__", None) or "").split("\n\n")[0]
         summary = " ".join(summary.split())
         self.registry.add(ComponentSpec(kind, name, factory, params, summary,
-                                        self.plugin, self.distribution, self.version),
+                                        self.plugin, self.distribution, self.version,
+                                        tuple((k, n) for k, n in requires)),
                           override=override)
         self.added.append(f"{kind}:{name}")
         if override:

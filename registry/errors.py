@@ -11,9 +11,12 @@ class UnknownComponentError(RegistryError, KeyError):
 
     def __init__(self, kind: str, name: str, available: list[str], suggestions: list[str],
                  failed_plugins: list[str] | None = None,
-                 blocked_plugins: list[str] | None = None):
+                 blocked_plugins: list[str] | None = None, unavailable: str | None = None):
         self.kind, self.name = kind, name
         self.available, self.suggestions = available, suggestions
+        if unavailable:  # registered, then dropped: a component it builds is missing
+            super().__init__(f"{kind} {name!r} is unavailable: {unavailable}")
+            return
         msg = f"unknown {kind} {name!r}"
         if suggestions:
             msg += f"; did you mean {' or '.join(repr(s) for s in suggestions)}?"

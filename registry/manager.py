@@ -142,6 +142,8 @@ def load_plugins(*, autoload: bool | None = None, load: Iterable[str] = (),
 
     registry.failed_plugins = [i.name for i in infos if i.status == "failed"]
     registry.blocked_plugins = [i.name for i in infos if i.status == "blocked"]
+    for line in registry.drop_unmet_requirements():  # at load time, not when a run builds
+        warnings.warn(f"daer: {line}", PluginLoadWarning, stacklevel=2)
     seen_names = {n for c in candidates for n in (c[0], c[1])}
     unknown = sorted(b for b in set(block) if b not in seen_names)
     return LoadedPlugins(registry, infos, pm, unknown)

@@ -450,6 +450,8 @@ def register(registry) -> None:
                  params=MCSMVectorParams, summary=vector)
     registry.add("image_encoder", "mcsm-vector", factory=make_vector_image,
                  params=MCSMVectorParams, summary=vector)
-    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams)
-    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams)
+    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams,
+                 requires=[("image_encoder", "timm")])            # its CNN
+    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams,
+                 requires=[("text_encoder", "word2vec-lstm")])    # its word vectors
     registry.add("relation", "mcsm-fusion", factory=make_mcsm_fusion, params=MCSMFusionParams)

@@ -148,7 +148,9 @@ def test_create_validates_params_and_fills_defaults(fake_registry):
 
 def test_describe_is_the_documented_schema(fake_registry):
     d = fake_registry.get("relation", "fake-mlp").describe()
-    assert set(d) == {"kind", "name", "summary", "plugin", "distribution", "version", "params"}
+    assert set(d) == {"kind", "name", "summary", "plugin", "distribution", "version", "params",
+                      "requires"}
+    assert d["requires"] == []                       # builds no other component
     assert (d["kind"], d["name"], d["plugin"]) == ("relation", "fake-mlp", FAKE)
     params = {p["name"]: p for p in d["params"]}
     assert params["hidden"] == {"name": "hidden", "type": "int", "required": False,

@@ -241,3 +241,27 @@ def test_a_plugin_calling_sys_exit_at_import_fails_alone(plugin_site):
         loaded = load()
     assert info_of(loaded, "exiting").status == "failed"
     assert loaded.registry.has("fusion", "fine2-fusion")
+
+
+def test_blocking_the_image_plugin_names_its_dependents_at_load_time(clean_env):
+    """char-grid builds an image encoder and MCSM's image network a timm one: with the
+    image plugin blocked they are unavailable as soon as the plugins load, and asking for
+    one names what is missing and which plugin is blocked."""
+    with pytest.warns(PluginLoadWarning) as caught:
+        loaded = registry.load_plugins(block=["daer-image"])
+    messages = " ".join(str(w.message) for w in caught)
+    assert "text_encoder 'char-grid' of plugin 'daer-text' is unavailable" in messages
+    assert "image_encoder 'mcsm-image' of plugin 'daer-recipes' is unavailable" in messages
+    assert "blocked: daer-image" in messages
+    reg = loaded.registry
+    assert not reg.has("text_encoder", "char-grid") and reg.has("text_encoder", "word2vec-lstm")
+    with pytest.raises(UnknownComponentError, match=r"'char-grid' is unavailable: it needs"
+                                                    r" image_encoder 'mobilenetv3-large'.*"
+                                                    r"blocked: daer-image"):
+        reg.get("text_encoder", "char-grid")
+    # with every plugin loaded nothing is missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)
+        full = registry.load_plugins()
+    assert full.registry.has("text_encoder", "char-grid")
+    assert full.registry.get("image_encoder", "mcsm-image").requires == (("image_encoder", "timm"),)
