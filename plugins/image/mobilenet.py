@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torchvision import transforms
 from torchvision.models import mobilenet_v3_large
@@ -34,7 +34,8 @@ from daer_core.attention import (ATTENTION_START_HELP, AttentionStart, attention
 from daer_core.errors import CheckpointError, ConfigError
 from daer_core.interfaces.image import ImageAttentionFactory, ImageEncoder
 from daer_core.pipeline import restoring_weights
-from daer_core.weights import read_state_dict
+from daer_core.weights import (WeightsSource, check_one_source, find_package_weights,
+                               load_weights_file, read_state_dict)
 from registry import Params
 
 
@@ -50,7 +51,7 @@ PAPER_SIZE = 224
 MIN_SIZE = 32
 
 
-class MobileNetV3Params(Params):
+class MobileNetV3Params(WeightsSource, Params):
     """Params of the ``mobilenetv3-large`` image encoder (defaults: paper §4.4)."""
 
     weights_path: str | None = Field(
@@ -79,6 +80,17 @@ class MobileNetV3Params(Params):
                                              "crop (scale 0.8-1)")
     hflip: bool = Field(False, description="training transform adds random horizontal flips "
                                            "(off: captions may say left/right)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "MobileNetV3Params":
+        check_one_source(self.weights_path, self.weights_package, self.weights_file,
+                         names=("weights_path", "weights_package", "weights_file"),
+                         required=False)
+        return self
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.weights_path or self.weights_package)
 
 
 class _ToRGB:
@@ -140,10 +152,18 @@ class MobileNetV3Encoder(ImageEncoder):
                 module.momentum = params.bn_momentum
         if restoring_weights():
             pass  # a run's checkpoint provides every weight next
-        elif params.weights_path:
-            count = load_torchvision_weights(net, params.weights_path,
-                                             use_pre_logits=params.pre_logits)
-            log.info("mobilenetv3-large: %d tensors loaded from %s", count, params.weights_path)
+        elif params.has_weights:
+            path = params.weights_path or find_package_weights(
+                params.weights_package, params.weights_file,
+                key=f"{CONFIG_KEY}.weights_package")
+            if params.key_mapping == "by-name":
+                count = load_torchvision_weights(net, path, use_pre_logits=params.pre_logits)
+            else:  # a file whose tensor names differ, in torchvision's order
+                head = [k for k in net.state_dict() if k.startswith("classifier.")
+                        and not (params.pre_logits and k.startswith("classifier.0."))]
+                count = load_weights_file(net, path, "by-position", optional=head,
+                                          key=f"{CONFIG_KEY}.weights_path").loaded
+            log.info("mobilenetv3-large: %d tensors loaded from %s", count, path)
         else:
             log.warning("mobilenetv3-large: no %s.weights_path given, the backbone starts from "
                         "random weights", CONFIG_KEY)
@@ -166,7 +186,7 @@ class MobileNetV3Encoder(ImageEncoder):
             sample = torch.zeros(1, 3, 64, 64)  # channels do not depend on the size
             self.attention_names = insert_attention(
                 self, attention, self.attention_places, sample,
-                identity_start=gated_start(params.attention_start, bool(params.weights_path)))
+                identity_start=gated_start(params.attention_start, params.has_weights))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(images)).flatten(1)
@@ -175,7 +195,7 @@ class MobileNetV3Encoder(ImageEncoder):
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The torchvision backbone's weights (and the pre-logits layer with ``pre_logits``)
         when ``weights_path`` is configured; inserted attention and the output FC are new."""
-        if not self.params.weights_path:
+        if not self.params.has_weights:
             return []
         new = {id(p) for p in inserted_parameters(self)}
         loaded = [*self.features.parameters(), *self.pre_logits.parameters()]

@@ -128,3 +128,20 @@ def test_every_batchnorm_layer_takes_the_configured_momentum():
     assert momenta(build(bn_momentum=0.01)) == {0.01}
     with pytest.raises(ValueError, match="bn_momentum"):
         MobileNetV3Params(bn_momentum=0)
+
+
+def test_weights_renamed_in_torchvision_order_load_by_position(tmp_path):
+    """The shared weights params (WeightsSource): a file whose tensor names differ loads with
+    key_mapping: by-position, as the timm encoder and backbone-pool take it."""
+    torch.manual_seed(5)
+    ref = mobilenet_v3_large(weights=None)
+    renamed = {f"backbone.{i}": v for i, v in enumerate(ref.state_dict().values())}
+    torch.save(renamed, tmp_path / "renamed.pth")
+    with pytest.raises(CheckpointError, match="missing features"):
+        build(weights_path=str(tmp_path / "renamed.pth"))
+    enc = build(weights_path=str(tmp_path / "renamed.pth"), key_mapping="by-position")
+    assert torch.equal(enc.features[16][0].weight, ref.features[16][0].weight)
+    assert torch.equal(enc.features[1].block.inner[0][0].weight, ref.features[1].block[0][0].weight)
+    assert enc.pretrained_parameters()                    # counted as pretrained
+    with pytest.raises(ValueError, match="weights_path"):
+        MobileNetV3Params(weights_path="a.pth", weights_package="some-package")
