@@ -342,19 +342,22 @@ class Trainer:
                            generator=torch.Generator().manual_seed(self.config.seed)
                            if train else None)
 
-    def _on_device(self, batch: Batch, spec: StageSpec) -> TrainBatch:
-        """Copies that do not wait (pinned memory on CUDA); channels-last images on CUDA."""
+    def _on_device(self, batch: Batch, spec: StageSpec,
+                   device: torch.device | None = None) -> TrainBatch:
+        """Copies that do not wait (pinned memory on CUDA); channels-last images on CUDA.
+        ``device`` defaults to the run's (the materialising pass keeps the CPU)."""
+        device = self.device if device is None else device
         text = None
         if spec.texts:
             inputs = batch.text_inputs if batch.text_inputs is not None else \
                 self.preprocess.text(batch.texts)
-            text = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+            text = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         images = None
         if batch.images is not None:
-            fmt = torch.channels_last if self.device.type == "cuda" else torch.preserve_format
-            images = batch.images.to(self.device, non_blocking=True, memory_format=fmt)
+            fmt = torch.channels_last if device.type == "cuda" else torch.preserve_format
+            images = batch.images.to(device, non_blocking=True, memory_format=fmt)
         return TrainBatch(ids=batch.ids, text=text, images=images,
-                          labels=batch.labels.to(self.device, non_blocking=True),
+                          labels=batch.labels.to(device, non_blocking=True),
                           texts=batch.texts)
 
     def _losses(self, stage: str, step: str, batch: TrainBatch) -> dict[str, torch.Tensor]:
@@ -685,8 +688,9 @@ class Trainer:
                     batch = next(iter(self._loader("train", spec, len(records), train=False,
                                                    records=records)))
                     for step in spec.steps:
+                        # (the model is still on the CPU here: it moves to the device next)
                         self.recipe.losses(spec.name, step, self.model, self.heads,
-                                           self._on_device(batch, spec))
+                                           self._on_device(batch, spec, torch.device("cpu")))
         self.model.train(was)
         self.heads.train(was)
 
