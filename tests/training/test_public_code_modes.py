@@ -129,29 +129,20 @@ def test_cm_gans_own_input_trains_through_the_trainer_and_resumes(tmp_path, monk
 
     from daer_core.training import checkpoint as ck
     from daer_core.training.api import resume_run, train_and_evaluate
-    from daer_core.training.trainer import Trainer
+    from run_faults import kill_at_epoch_call
     root = write_features(tmp_path / "f.npz")
     cfg = adversarial_config(root, "cm-gans", "cm-gans", epochs=2)
     cfg["train"]["recipe"]["params"] = {"intra_input": "own"}
     for side in ("text", "image"):
         cfg["pipeline"][side]["encoder"]["params"]["hidden"] = [32, 32]
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, stage, *a, **k)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    restore = kill_at_epoch_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(cfg), tmp_path / "run")
     # the checkpoint after epoch 1 holds the discriminators' own input layers, sized by data
     tensors, _, _ = ck.read_checkpoint(tmp_path / "run", ck.latest_tag(tmp_path / "run"))
     assert tensors["heads.intra_image.input.weight"].shape[0] == 32
     assert tensors["heads.intra_text.input.weight"].shape[0] == 32
-    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    restore()
     metrics = resume_run(tmp_path / "run")
     assert 0.0 <= metrics["avg"] <= 1.0
 

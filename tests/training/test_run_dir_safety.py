@@ -18,25 +18,11 @@ from daer_core.training import checkpoint as ck
 from daer_core.training import run_dir as rd
 from daer_core.training.api import resume_run, train_and_evaluate
 from daer_core.training.trainer import Trainer
+from run_faults import kill_at_epoch_call
 
 
 def _events(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-
-
-def _kill_at_epoch_call(monkeypatch, n):
-    """Make the n-th `_train_epoch` call raise KeyboardInterrupt (a Ctrl-C / kill there)."""
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return real(self, stage, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
-    return lambda: monkeypatch.setattr(Trainer, "_train_epoch", real)
 
 
 def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(
@@ -103,7 +89,7 @@ def test_resume_refuses_a_damaged_config_yaml(tmp_path, tiny_config, monkeypatch
     """Case 2: config.yaml cut before `train:` still parses (defaults fill the rest); resuming
     with it would silently train another run. The checkpoint's config digest catches it."""
     run = tmp_path / "run"
-    restore = _kill_at_epoch_call(monkeypatch, 1)
+    restore = kill_at_epoch_call(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(tiny_config()), run)
     restore()
@@ -124,7 +110,7 @@ def test_a_lost_latest_pointer_resumes_from_the_newest_checkpoint_and_keeps_the_
     """Case 3: LATEST gone while checkpoints exist. The run continues from the newest complete
     checkpoint; nothing of log.jsonl is deleted."""
     run = tmp_path / "run"
-    restore = _kill_at_epoch_call(monkeypatch, 4)  # during stage 2, epoch 2
+    restore = kill_at_epoch_call(monkeypatch, 4)  # during stage 2, epoch 2
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(tiny_config(train__stages__relation__epochs=1)), run)
     restore()
@@ -148,7 +134,7 @@ def test_a_lost_latest_pointer_resumes_from_the_newest_checkpoint_and_keeps_the_
 def test_a_new_run_with_checkpoints_but_no_latest_is_still_refused(tmp_path, tiny_config,
                                                                     monkeypatch):
     run = tmp_path / "run"
-    restore = _kill_at_epoch_call(monkeypatch, 2)
+    restore = kill_at_epoch_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(tiny_config()), run)
     restore()
@@ -180,7 +166,7 @@ def test_a_torn_last_log_line_is_cut_off_and_history_kept(tmp_path, tiny_config,
     """Case 8 (torn log): a kill -9 in the middle of a log write leaves half a line; the next
     start cuts it off and records the repair, so every line is one JSON object again."""
     run = tmp_path / "run"
-    restore = _kill_at_epoch_call(monkeypatch, 2)
+    restore = kill_at_epoch_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(tiny_config(train__stages__relation__epochs=1)), run)
     restore()

@@ -11,7 +11,7 @@ from daer_core.config import load_run_config
 from daer_core.errors import CheckpointError
 from daer_core.training import checkpoint as ck
 from daer_core.training.api import resume_run, train_and_evaluate
-from daer_core.training.trainer import Trainer
+from run_faults import kill_at_epoch_call
 
 
 def _user_files(run):
@@ -31,19 +31,10 @@ def _user_files(run):
 def test_resume_and_pruning_leave_a_users_folders_alone(tmp_path, tiny_config, monkeypatch):
     run = tmp_path / "run"
     cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self, stage, *a, **k)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    restore = kill_at_epoch_call(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, run)
-    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    restore()
     mine = _user_files(run)
     # what a kill during daer's own writes leaves: these two are daer's and go
     (run / ".config.yaml.ab12cd34.tmp").write_text("half")
@@ -124,16 +115,7 @@ def test_a_half_cut_config_on_resume_is_a_checkpoint_error_with_its_hint(tmp_pat
                                                                           monkeypatch):
     run = tmp_path / "run"
     cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, stage, *a, **k)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    kill_at_epoch_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, run)
     text = (run / "config.yaml").read_text()
@@ -146,19 +128,10 @@ def test_a_corrupt_state_json_is_named_and_healthy_weights_are_not_called_damage
         tmp_path, tiny_config, monkeypatch):
     run = tmp_path / "run"
     cfg = load_run_config(tiny_config(train__stages__relation__epochs=1))
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, stage, *a, **k)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    restore = kill_at_epoch_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, run)
-    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    restore()
     resumable = [d for d in ck.checkpoint_dirs(run) if not d.name.startswith("best-")]
     for d in resumable:
         (d / "state.json").write_text('{"trainer": ')          # cut short

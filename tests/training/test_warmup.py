@@ -9,6 +9,7 @@ from daer_core.config import load_run_config
 from daer_core.errors import ConfigError
 from daer_core.training.api import resume_run, train_and_evaluate
 from daer_core.training.trainer import Trainer
+from run_faults import kill_at_epoch_call
 
 LR = 0.01
 
@@ -103,19 +104,10 @@ def test_a_step_decay_lowers_the_rate_every_n_epochs_and_resumes_on_it(
     assert relation == pytest.approx(expected, rel=1e-12)
     # killed in the relation stage's third epoch: the resumed run keeps the decayed rate
     learning_rates.clear()
-    real = Trainer._train_epoch
-    calls = {"n": 0}
-
-    def dying(self, stage, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:                         # text, image, relation 1, 2, then 3
-            raise KeyboardInterrupt
-        return real(self, stage, *a, **k)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", dying)
+    restore = kill_at_epoch_call(monkeypatch, 5)   # text, image, relation 1, 2, then 3
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(load_run_config(raw), tmp_path / "killed")
-    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    restore()
     learning_rates.clear()
     resume_run(tmp_path / "killed")
     # epochs 3 and 4 of the stage (0-based 2, 3): 0.5 ** (2 // 2) = 0.5 ** (3 // 2) = 0.5
