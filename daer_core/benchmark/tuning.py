@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .config import DatasetEntry, MethodEntry, ResampleConfig, TuneBudget
+from .config import MethodEntry, ResampleConfig, TuneBudget
 from .data import BenchmarkData
 
 log = logging.getLogger(__name__)
