@@ -33,6 +33,16 @@ class PairRecord:
     #: the image file or drawing, or its feature vector for a feature-level pipeline
     image: ImageRef | np.ndarray
     labels: tuple[int, ...]
+    #: the image this pair's caption describes: pairs that share it are several captions of
+    #: one image (Flickr30k, COCO). ``None`` = the pair's own image (one caption per image).
+    #: Instance-level retrieval counts only a query's own image or captions as relevant, and
+    #: training never treats two captions of one image as each other's negatives.
+    image_id: str | None = None
+
+    @property
+    def image_key(self) -> str:
+        """The image's identity: ``image_id``, or the pair's ``id`` when it has none."""
+        return self.image_id if self.image_id is not None else self.id
 
     def load_image(self):
         """Decode the image as RGB PIL, detecting the format from the bytes, not the name
@@ -81,6 +91,17 @@ class DataReport:
                 "problems": [p.as_dict() for p in self.problems], "info": self.info}
 
 
+def image_counts(dataset: "PairDataset") -> dict[str, int]:
+    """Distinct images per split when some image has several captions, else ``{}`` (one
+    caption per image: the pair counts say it all)."""
+    out: dict[str, int] = {}
+    for s in SPLITS:
+        records = dataset.split(s)
+        out[s] = len({r.image_key for r in records})
+    shared = any(out[s] < len(dataset.split(s)) for s in SPLITS)
+    return out if shared else {}
+
+
 class PairDataset(ABC):
     """Labelled image-text pairs in train / val / test splits."""
 
@@ -105,6 +126,9 @@ class PairDataset(ABC):
                 for lab in r.labels:
                     per[self.classes[lab]] = per.get(self.classes[lab], 0) + 1
             rep.class_counts[s] = per
+        images = image_counts(self)
+        if images:
+            rep.info["images"] = images
         return rep
 
 
