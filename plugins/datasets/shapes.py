@@ -8,6 +8,19 @@ from the distractor. A bag of words is not enough: "a large red circle left of a
 square" and "a large blue square right of a small red circle" use the same words but belong to
 different classes, and the distractor is often itself an object of another class.
 
+**Instance-level mode** (``captions_per_image`` N > 1). Category-level retrieval counts any
+pair of the query's class as relevant; instance-level retrieval (Recall@K as on Flickr30k or
+COCO) counts only the query's own image or its own captions. ``shapes`` supports both without
+a download: with N > 1 each scene (image) gets N truthful captions, and the class stays the
+main object's attribute, so the class alone does not identify the image — only the full
+description (both objects, their colours, sizes and relation) does, and learning to read it
+is exactly the compositional skill the captions test. Caption 0 of a scene is the caption it
+has with N = 1; captions 1..N-1 are paraphrases (other sentence forms, size synonyms, the
+inverse relation) drawn from rngs of their own, so N changes neither the scenes nor caption 0,
+and N = 1 gives exactly the pairs, ids and splits of before. Several captions of one image
+share the record's ``image_id`` (and its drawing); splits are made by scene, so every caption
+of an image lands in the split its image is in.
+
 Everything is derived from ``seed`` with numpy ``Generator`` objects, so the same params give
 the same pairs on any machine. Captions are built eagerly (they are short); each image is
 drawn on demand by a small picklable :class:`ShapeScene` stored in ``PairRecord.image``, so
@@ -48,13 +61,26 @@ INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 LabelScheme = Literal["shape_colour", "shape", "colour"]
 
+#: draws of a paraphrase before a duplicate caption of its image is accepted: a lone object
+#: has only 10 distinct captions (2 size words x 5 forms), so an image asking for more, or an
+#: unlucky run of draws, must not loop forever
+PARAPHRASE_TRIES = 100
+
 
 class ShapesParams(Params):
     """Params of the synthetic ``shapes`` dataset."""
 
     num_pairs: int = Field(1200, ge=3, le=1_000_000,
-                           description="number of image-caption pairs generated (images are"
-                                       " drawn on demand; the records are held in memory)")
+                           description="number of scenes (images) generated, each one pair "
+                                       "with captions_per_image 1 (images are drawn on demand;"
+                                       " the records are held in memory); with "
+                                       "captions_per_image N the dataset has N * num_pairs "
+                                       "pairs")
+    captions_per_image: int = Field(
+        1, ge=1, le=10, description="captions of each scene: 1 = one pair per image "
+        "(category level); N > 1 = N pairs per scene (instance-level retrieval, as Flickr30k/"
+        "COCO) with distinct paraphrases sharing one image_id, caption 0 being the scene's "
+        "caption at 1")
     num_classes: int = Field(
         10, ge=2, description="number of classes; with label_scheme shape_colour at most "
         f"{len(SHAPES) * len(COLOURS)}, shape at most {len(SHAPES)}, colour at most "
@@ -66,10 +92,11 @@ class ShapesParams(Params):
                             description="side of the square RGB images in pixels "
                                         "(exposed as native_image_size)")
     split_fractions: SplitFractions = Field(
-        (0.8, 0.1, 0.1), description="train / val / test fractions (normalised to sum to 1); "
-                                     "ignored when split_sizes is given")
+        (0.8, 0.1, 0.1), description="train / val / test fractions of the scenes (normalised "
+                                     "to sum to 1); ignored when split_sizes is given")
     split_sizes: tuple[int, int, int] | None = Field(
-        None, description="explicit train / val / test sizes; must add up to num_pairs")
+        None, description="explicit train / val / test sizes in scenes (images); must add up "
+                          "to num_pairs (every caption of a scene is in its scene's split)")
     distractor_prob: float = Field(
         0.9, ge=0.0, le=1.0, description="probability that a pair has a small second object")
     hard_distractor_prob: float = Field(
@@ -86,8 +113,11 @@ class ShapesParams(Params):
                              f"available with label_scheme={self.label_scheme!r}")
         if self.split_sizes is not None:
             if any(s < 0 for s in self.split_sizes) or sum(self.split_sizes) != self.num_pairs:
+                unit = (f" (sizes count scenes; each has captions_per_image="
+                        f"{self.captions_per_image} captions)"
+                        if self.captions_per_image > 1 else "")
                 raise ValueError(f"split_sizes {list(self.split_sizes)} must be non-negative "
-                                 f"and add up to num_pairs={self.num_pairs}")
+                                 f"and add up to num_pairs={self.num_pairs}{unit}")
         return self
 
 
@@ -251,6 +281,29 @@ def _place_pair(rng: np.random.Generator, main: tuple[str, str],
     raise RuntimeError("could not place two shapes apart")  # pragma: no cover
 
 
+def _paraphrases(seed: int, index: int, count: int, main: ShapeObject,
+                 other: ShapeObject | None, first: str) -> list[str]:
+    """``first`` and ``count - 1`` further captions of one scene, distinct where possible.
+
+    Caption ``c`` is drawn from its own rng ``[seed, 2, index, c]``: neither the scene's rng
+    nor an earlier caption's draws are consumed, so asking for more captions changes neither
+    the scene nor the captions already there. A draw equal to an earlier caption of the scene
+    is redrawn (from the same rng) up to :data:`PARAPHRASE_TRIES` times; after that the
+    duplicate is kept — a lone object has only 10 distinct captions, and the form space must
+    not turn into an endless loop.
+    """
+    captions = [first]
+    for c in range(1, count):
+        rng = np.random.default_rng([seed, 2, index, c])
+        text = _caption(rng, main, other)
+        for _ in range(PARAPHRASE_TRIES - 1):
+            if text not in captions:
+                break
+            text = _caption(rng, main, other)
+        captions.append(text)
+    return captions
+
+
 class ShapesDataset(PairDataset):
     """Deterministic synthetic pairs; see the module docstring for the task's design."""
 
@@ -260,13 +313,14 @@ class ShapesDataset(PairDataset):
         combos = class_combos(params.num_classes, params.label_scheme)
         self.classes = [class_name(c) for c in combos]
         self._combos = combos
-        records = [self._make(i, lab) for i, lab in enumerate(self._labels())]
+        # one list of records per scene, so that a split never separates an image's captions
+        scenes = [self._make(i, lab) for i, lab in enumerate(self._labels())]
         sizes = (params.split_sizes if params.split_sizes is not None
                  else sizes_from_fractions(params.num_pairs, params.split_fractions))
         self._splits: dict[str, list[PairRecord]] = {}
         start = 0
         for name, size in zip(SPLITS, sizes):
-            self._splits[name] = records[start:start + size]
+            self._splits[name] = [r for scene in scenes[start:start + size] for r in scene]
             start += size
 
     def _labels(self) -> np.ndarray:
@@ -274,7 +328,11 @@ class ShapesDataset(PairDataset):
         labels = np.arange(self.params.num_pairs) % self.params.num_classes
         return np.random.default_rng([self.params.seed, 0]).permutation(labels)
 
-    def _make(self, index: int, label: int) -> PairRecord:
+    def _make(self, index: int, label: int) -> list[PairRecord]:
+        """The pairs of scene ``index``: one pair with id ``shapes-{index:05d}`` at
+        ``captions_per_image`` 1 (the records of before, byte for byte), else one pair per
+        caption, ids ``shapes-{index:05d}-{c}``, all with ``image_id`` ``shapes-{index:05d}``
+        and the same drawing."""
         p = self.params
         rng = np.random.default_rng([p.seed, 1, index])
         shape, colour = self._combos[label]
@@ -288,8 +346,13 @@ class ShapesDataset(PairDataset):
         if other is not None and rng.random() < 0.5:
             objects = (other, main)  # drawing order carries no information
         scene = ShapeScene(p.image_size, background, objects, int(rng.integers(2**31)))
-        return PairRecord(id=f"shapes-{index:05d}", text=_caption(rng, main, other),
-                          image=scene, labels=(int(label),))
+        key = f"shapes-{index:05d}"
+        first = _caption(rng, main, other)  # last draw of the scene's rng: caption 0
+        if p.captions_per_image == 1:
+            return [PairRecord(id=key, text=first, image=scene, labels=(int(label),))]
+        texts = _paraphrases(p.seed, index, p.captions_per_image, main, other, first)
+        return [PairRecord(id=f"{key}-{c}", text=t, image=scene, labels=(int(label),),
+                           image_id=key) for c, t in enumerate(texts)]
 
     def _distractor(self, rng: np.random.Generator, label: int, shape: str,
                     colour: str) -> tuple[str, str]:
@@ -324,13 +387,15 @@ class ShapesDataset(PairDataset):
         rep.class_counts = {s: {c: per.get(c, 0) for c in self.classes}
                             for s, per in rep.class_counts.items()}
         rep.layout, rep.root = "shapes", "(generated)"
-        rep.info = {"generated": True, "params": self.params.model_dump(mode="json")}
+        # keep what the base report found (images per split with several captions each)
+        rep.info = {"generated": True, "params": self.params.model_dump(mode="json"),
+                    **rep.info}
         return rep
 
 
 def make_shapes(params: ShapesParams, check: bool = False) -> ShapesDataset:
     """Synthetic shape/colour scenes with word-order-sensitive captions (deterministic from a seed;
-    no files needed).
+    no files needed); several captions per image with ``captions_per_image`` (instance level).
 
     ``check`` changes nothing: generated pairs have no files that could be broken.
     """
