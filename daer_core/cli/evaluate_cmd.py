@@ -52,7 +52,7 @@ def _output_folder(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.plots import format_table1
+    from ..evaluation.plots import format_metrics
     from ..training.report import write_evaluation
     from ..training.run_loading import load_run
     from ..training.runtime import pick_device
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(format_table1(metrics, title=f"Test mAP@all ({args.run_dir})"))
+        print(format_metrics(metrics, str(args.run_dir)))
     return EXIT_OK

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..config import load_run_config
     from ..errors import ConfigError
-    from ..evaluation.plots import format_table1
+    from ..evaluation.plots import format_metrics
     from ..training import distributed
     from ..training.api import default_run_dir, resume_run, train_and_evaluate
 
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if not distributed.context().is_main:  # one process reports
         return EXIT_OK
     print()
-    print(format_table1(metrics, title=f"Test mAP@all ({metrics.get('preset') or 'run'} on "
-                                       f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))
+    print(format_metrics(metrics, f"{metrics.get('preset') or 'run'} on "
+                                  f"{metrics.get('dataset')}, {metrics['pairs']} pairs"))
     print(f"\nrun directory: {run_dir}")
     return EXIT_OK

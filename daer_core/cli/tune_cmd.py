@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config import load_run_config
     from ..errors import ConfigError
-    from ..evaluation.plots import format_table1
+    from ..evaluation.plots import format_metrics
     from ..training.api import train_and_evaluate
     from ..tuning import tune
     from ..tuning.study import is_url
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / "best-run"
         metrics = train_and_evaluate(best, run_dir)
         print()
-        print(format_table1(metrics, title=f"Test mAP@all of best.yaml ({metrics['pairs']}"
-                                           " pairs)"))
+        print(format_metrics(metrics, f"best.yaml, {metrics['pairs']} pairs"))
         print(f"\nrun directory: {run_dir}")
     return EXIT_OK

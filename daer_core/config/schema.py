@@ -184,6 +184,29 @@ class EvalConfig(Strict):
             raise ValueError(f"every k must be at least 1, got {value}")
         return value
     examples: int = Field(3, ge=0, description="queries per direction in the examples picture")
+    protocol: Literal["auto", "category", "instance"] = Field(
+        "auto", description="category: any item of the query's class is relevant, mAP (the "
+        "paper's protocol); instance: only the query's own image or captions, Recall@K, rsum "
+        "and median rank (Flickr30k / COCO); auto = instance when some image has several "
+        "captions or the dataset has no classes, else category. Also picks the validation "
+        "score (mAP average, or mean Recall = rsum / 600)")
+    recall_ks: list[int] = Field(default_factory=lambda: [1, 5, 10],
+                                 description="cut-offs of the instance protocol's Recall@K")
+    folds: int | None = Field(None, ge=2, description="instance protocol: also report the mean"
+                              " over this many folds of consecutive images (COCO 1K: 5 folds of"
+                              " the 5K test images); null = the whole split only")
+    rerank_k: int | None = Field(
+        None, ge=1, description="instance protocol, two-stage scoring as LAVIS does: rank "
+        "everything by the cosine of the two embeddings, then re-score each query's top "
+        "rerank_k by the relation head (both figures are reported); null = the relation head "
+        "scores every pair")
+
+    @field_validator("recall_ks")
+    @classmethod
+    def _positive_recall(cls, value: list[int]) -> list[int]:
+        if not value or any(k < 1 for k in value):
+            raise ValueError(f"recall_ks needs cut-offs of at least 1, got {value}")
+        return value
 
 
 class ParamRange(Strict):

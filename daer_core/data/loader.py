@@ -35,6 +35,14 @@ def multi_hot(labels: Sequence[Sequence[int]], num_classes: int) -> torch.Tensor
     return out
 
 
+def image_groups(image_keys: Sequence[str]) -> torch.Tensor:
+    """``(N,)`` long tensor numbering the distinct images of a batch in order of appearance:
+    pairs with equal numbers are captions of one image, which contrastive losses must never
+    count as each other's negatives (their image is the positive itself)."""
+    seen: dict[str, int] = {}
+    return torch.tensor([seen.setdefault(k, len(seen)) for k in image_keys], dtype=torch.long)
+
+
 class PreparedTexts:
     """The text encoder's ``prepare`` output for every text of a split, computed once.
 
@@ -100,7 +108,7 @@ class PairTorchDataset(Dataset):
                 return {"id": rec.id, "skip": str(exc)}
         text_inputs = self.prepared[i] if self.prepared is not None else None
         return {"id": rec.id, "text": rec.text, "text_inputs": text_inputs, "image": image,
-                "labels": rec.labels}
+                "labels": rec.labels, "image_key": rec.image_key}
 
 
 @dataclass
@@ -111,6 +119,9 @@ class Batch:
     text_inputs: dict[str, torch.Tensor] | None
     images: torch.Tensor | None
     labels: torch.Tensor  # (B, C) multi-hot
+    #: ``(B,)`` which image each pair shows, numbered within the batch: two captions of one
+    #: image share a number (see :func:`image_groups`)
+    groups: torch.Tensor | None = None
     #: (id, reason) of records dropped from this batch; counted by the trainer in the main
     #: process (worker processes cannot update shared counters)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -119,6 +130,8 @@ class Batch:
         """Called by the DataLoader with ``pin_memory=True`` (page-locked host memory makes
         the copies to the GPU asynchronous)."""
         self.labels = self.labels.pin_memory()
+        if self.groups is not None:
+            self.groups = self.groups.pin_memory()
         if self.images is not None:
             self.images = self.images.pin_memory()
         if self.text_inputs is not None:
@@ -144,6 +157,7 @@ class Collate:
         return Batch(ids=[it["id"] for it in good], texts=[it["text"] for it in good],
                      text_inputs=text_inputs, images=images,
                      labels=multi_hot([it["labels"] for it in good], self.num_classes),
+                     groups=image_groups([it["image_key"] for it in good]),
                      skipped=skipped)
 
 

@@ -73,20 +73,26 @@ def direction_report(scores: np.ndarray, relevant: np.ndarray,
 
 
 def recall_report(scores_t2i: np.ndarray, text_image: Sequence[int],
-                  ks: Sequence[int] = DEFAULT_KS) -> dict:
+                  ks: Sequence[int] = DEFAULT_KS, scores_i2t: np.ndarray | None = None) -> dict:
     """Both directions from one ``(texts, images)`` score matrix.
 
     ``text_image[j]`` is the image caption ``j`` belongs to. ``rsum`` is the sum of the six
     Recall@K values in percent (the papers' convention), chance levels included.
+    ``scores_i2t`` (same ``(texts, images)`` layout) ranks the image queries when the two
+    directions are scored differently (a re-ranked first stage re-scores each query's own
+    candidates); by default both use ``scores_t2i``.
     """
     scores = np.asarray(scores_t2i, dtype=np.float64)
+    other = scores if scores_i2t is None else np.asarray(scores_i2t, dtype=np.float64)
+    if other.shape != scores.shape:
+        raise ValueError(f"scores_i2t {other.shape} and scores_t2i {scores.shape} differ")
     owner = np.asarray(text_image, dtype=np.int64)
     n_text, n_image = scores.shape
     if owner.shape != (n_text,) or owner.min(initial=0) < 0 or owner.max(initial=0) >= n_image:
         raise ValueError(f"text_image needs one image index in [0, {n_image}) per caption"
                          f" ({n_text}), got shape {owner.shape}")
     t2i_rel = owner[:, None] == np.arange(n_image)[None, :]
-    i2t = direction_report(scores.T, t2i_rel.T, ks)
+    i2t = direction_report(other.T, t2i_rel.T, ks)
     t2i = direction_report(scores, t2i_rel, ks)
     captions = np.bincount(owner, minlength=n_image)
     rep = {"i2t": i2t, "t2i": t2i,
@@ -122,13 +128,16 @@ def folds(text_image: Sequence[int], n_images: int, n_folds: int = 5
 
 
 def folded_report(scores_t2i: np.ndarray, text_image: Sequence[int], n_folds: int = 5,
-                  ks: Sequence[int] = DEFAULT_KS) -> dict:
+                  ks: Sequence[int] = DEFAULT_KS, scores_i2t: np.ndarray | None = None) -> dict:
     """The mean of :func:`recall_report` over :func:`folds` (COCO 1K with ``n_folds = 5``)."""
     scores = np.asarray(scores_t2i)
+    other = scores if scores_i2t is None else np.asarray(scores_i2t)
     owner = np.asarray(text_image, dtype=np.int64)
     reports = []
     for images, texts in folds(owner, scores.shape[1], n_folds):
-        reports.append(recall_report(scores[np.ix_(texts, images)], owner[texts] - images[0], ks))
+        block = np.ix_(texts, images)
+        reports.append(recall_report(scores[block], owner[texts] - images[0], ks,
+                                     scores_i2t=other[block]))
 
     def mean(path):
         vals = []

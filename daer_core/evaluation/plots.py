@@ -203,3 +203,82 @@ def format_table1(metrics: dict, title: str = "") -> str:
               f"{'chance':<17} {metrics['i2t_detail']['chance']:>10.3f}  "
               f"{metrics['t2i_detail']['chance']:>10.3f}  {metrics['chance']:>7.3f}"]
     return "\n".join(lines)
+
+
+def plot_recall_curves(scores_t2i: np.ndarray, text_image: Sequence[int], path: Path, *,
+                       scores_i2t: np.ndarray | None = None,
+                       first_stage: np.ndarray | None = None, title: str = "",
+                       max_k: int = 50) -> Path:
+    """Instance-level Recall@K for K = 1..``max_k``, both directions, with chance (and the
+    first stage's curves, dashed, when a re-ranked ranking is shown)."""
+    from .instance import chance_any, direction_report
+    owner = np.asarray(text_image, dtype=np.int64)
+    n_text, n_image = np.shape(scores_t2i)
+    rel = owner[:, None] == np.arange(n_image)[None, :]
+    i2t_scores = scores_t2i if scores_i2t is None else scores_i2t
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ks_i2t = list(range(1, min(max_k, n_text) + 1))
+    ks_t2i = list(range(1, min(max_k, n_image) + 1))
+
+    def curve(scores, relevant, ks):
+        rep = direction_report(scores, relevant, ks)
+        return [rep[f"r@{k}"] for k in ks]
+
+    ax.plot(ks_i2t, curve(np.asarray(i2t_scores).T, rel.T, ks_i2t), label="image→text", color="C0")
+    ax.plot(ks_t2i, curve(np.asarray(scores_t2i), rel, ks_t2i), label="text→image", color="C1")
+    if first_stage is not None:
+        ax.plot(ks_i2t, curve(np.asarray(first_stage).T, rel.T, ks_i2t), color="C0", ls=":",
+                label="image→text, first stage")
+        ax.plot(ks_t2i, curve(np.asarray(first_stage), rel, ks_t2i), color="C1", ls=":",
+                label="text→image, first stage")
+    captions = np.bincount(owner, minlength=n_image)
+    ax.plot(ks_i2t, [float(np.mean([chance_any(n_text, int(c), k) for c in captions]))
+                     for k in ks_i2t], color="grey", ls="--", lw=1, label="chance, image→text")
+    ax.plot(ks_t2i, [min(1.0, k / n_image) for k in ks_t2i], color="grey", ls="-.", lw=1,
+            label="chance, text→image")
+    ax.set(xlabel="K", ylabel="Recall@K", xscale="log", ylim=(0, 1.02),
+           title=title or "instance-level recall")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def format_recall_table(metrics: dict, title: str = "") -> str:
+    """Instance-level figures of one run: Recall@K both ways (in percent), rsum and median
+    rank, with the first stage (when re-ranked) and chance below."""
+    inst = metrics["instance"]
+    ks = [key for key in inst["i2t"] if key.startswith("r@")]
+    head = ("Method          " + "".join(f" I→T {k.upper():<5}" for k in ks)
+            + "".join(f" T→I {k.upper():<5}" for k in ks) + "   rsum  medr I→T/T→I")
+
+    def row(name: str, rep: dict) -> str:
+        cells = "".join(f" {100 * rep['i2t'][k]:>9.1f}" for k in ks)
+        cells += "".join(f" {100 * rep['t2i'][k]:>9.1f}" for k in ks)
+        ranks = (f"  {rep['i2t']['medr']:>5.1f}/{rep['t2i']['medr']:<5.1f}"
+                 if "medr" in rep["i2t"] else "")
+        total = 100 * sum(rep["i2t"][k] + rep["t2i"][k] for k in ks)
+        return f"{name:<15}{cells} {total:>6.1f}{ranks}"
+
+    lines = [title] if title else []
+    lines.append(head)
+    lines.append(row("this run", inst))
+    if "instance_first_stage" in metrics:
+        lines.append(row("first stage", metrics["instance_first_stage"]))
+    lines.append(row("chance", inst["chance"]))
+    lines.append(f"({inst['images']} images, {inst['texts']} captions)")
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: dict, what: str) -> str:
+    """A run's test figures for the console: Recall@K under the instance protocol (with the
+    class view's mAP below when the data has classes), the Table 1 layout otherwise.
+    ``what`` names the run and split, e.g. ``"daer on shapes, 120 pairs"``."""
+    parts = []
+    if metrics.get("protocol") == "instance":
+        parts.append(format_recall_table(metrics, title=f"Test Recall@K in % ({what})"))
+    if "avg" in metrics:
+        view = " (class view, each image once)" if parts else ""
+        parts.append(format_table1(metrics, title=f"Test mAP@all{view} ({what})"))
+    return "\n\n".join(parts)

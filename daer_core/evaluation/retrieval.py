@@ -24,6 +24,8 @@ class Embedded:
     text: torch.Tensor
     image: torch.Tensor
     labels: list[tuple[int, ...]]
+    #: the image each pair shows (:attr:`PairRecord.image_key`); None = one image per pair
+    image_keys: list[str] | None = None
 
 
 @torch.no_grad()
@@ -42,7 +44,7 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
     loader = make_loader(records, preprocess.image_eval, batch_size=batch_size,
                          num_classes=num_classes, num_workers=num_workers,
                          pin_memory=device.type == "cuda")
-    ids, texts, images, labels = [], [], [], []
+    ids, texts, images, labels, keys = [], [], [], [], []
     by_id = {r.id: r for r in records}
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=None):
         for rid, reason in batch.skipped:
@@ -56,9 +58,10 @@ def embed_records(model, preprocess, records: Sequence[PairRecord], *, batch_siz
             images.append(model.encode_image(batch.images.to(device, non_blocking=True)).float())
         ids.extend(batch.ids)
         labels.extend(by_id[i].labels for i in batch.ids)
+        keys.extend(by_id[i].image_key for i in batch.ids)
     if not ids:
         raise ValueError(f"{desc}: no usable pairs to embed")
-    return Embedded(ids, torch.cat(texts).cpu(), torch.cat(images).cpu(), labels)
+    return Embedded(ids, torch.cat(texts).cpu(), torch.cat(images).cpu(), labels, keys)
 
 
 def resolve_scoring_bf16(setting: bool | str, device: torch.device | str) -> bool:

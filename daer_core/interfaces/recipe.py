@@ -42,6 +42,9 @@ class StageSpec:
     #: how the stage is judged after each epoch on the validation split: classification
     #: accuracy of :meth:`TrainingRecipe.classify`, or retrieval mAP of the model
     validation: Literal["accuracy", "retrieval"] = "retrieval"
+    #: what ranks a retrieval validation: the relation head on every pair, or the cosine of
+    #: the two embeddings (a first stage trained before the relation head that re-ranks it)
+    scorer: Literal["relation", "cosine"] = "relation"
     #: smallest batch the stage can use (2: batch norm and in-batch negatives need company)
     min_batch: int = 1
     #: optimizer steps per batch, in order (one per optimizer)
@@ -61,6 +64,17 @@ class TrainBatch:
     labels: torch.Tensor
     #: the raw texts, for recipes that need them (kept on the host)
     texts: list[str] = field(default_factory=list)
+    #: ``(B,)`` image numbers within the batch: pairs sharing one are captions of the same
+    #: image (several captions per image); None = every pair has its own image
+    groups: torch.Tensor | None = None
+
+    def same_image(self) -> torch.Tensor:
+        """``(B, B)`` True where pairs i and j show the same image (the diagonal included):
+        such a pair is never a negative of the other."""
+        b = self.labels.shape[0]
+        if self.groups is None:
+            return torch.eye(b, dtype=torch.bool, device=self.labels.device)
+        return self.groups.unsqueeze(0) == self.groups.unsqueeze(1)
 
 
 class TrainingRecipe(ABC):
@@ -73,6 +87,9 @@ class TrainingRecipe(ABC):
 
     #: the stages, in order
     stages: tuple[StageSpec, ...]
+    #: whether the recipe needs class labels (classifiers, label-sharing targets); one that
+    #: does not (contrastive, VSE) also trains on instance-level data without classes
+    uses_labels: bool = True
 
     def setup(self, model: nn.Module, num_classes: int, multi_label: bool
               ) -> dict[str, nn.Module]:

@@ -35,8 +35,9 @@ from ..data.feature_pairs import feature_records
 from ..data.images import undecodable
 from ..data.loader import Batch, EpochSampler, PreparedTexts, make_loader
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
-from ..evaluation.retrieval import Embedded, embed_records, evaluate_embedded
-from ..interfaces import (FeatureDataset, ImageEncoder, PairDataset, StageSpec, TextEncoder,
+from ..evaluation.protocol import evaluate_split, resolve_protocol
+from ..evaluation.retrieval import Embedded, embed_records
+from ..interfaces import (FeatureDataset, ImageEncoder, StageSpec, TextEncoder,
                           TrainBatch, TrainingRecipe)
 from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
@@ -125,6 +126,14 @@ class Trainer:
                         " selection are disabled", config.dataset.name)
         self.recipe: TrainingRecipe = registry.create("recipe", config.train.recipe.name,
                                                       config.train.recipe.params)
+        if not self.classes and self.recipe.uses_labels:
+            raise ConfigError(
+                f"train.recipe {config.train.recipe.name!r} trains on class labels, and dataset"
+                f" {config.dataset.name!r} has none (instance-level data); use a recipe that"
+                " needs no labels: contrastive, vse or contrastive-rerank")
+        #: category-level mAP or instance-level Recall@K (``evaluate.protocol``)
+        self.protocol = resolve_protocol(config.evaluate.protocol, self.splits.values(),
+                                         len(self.classes))
         self.stage_names = [spec.name for spec in self.recipe.stages]
         self._check_stage_configs()
         self.model: RetrievalModel
@@ -134,7 +143,7 @@ class Trainer:
         self._check_inputs()
         self.multi_label = any(len(r.labels) > 1 for r in self.splits["train"])
         used = {c for r in self.splits["train"] for c in r.labels}
-        if len(used) < 2:
+        if len(used) < 2 and self.classes:
             log.warning("dataset %r: every training pair has the same class; category-level"
                         " mAP is then 1.0 for any model (chance is 1.0 too), so this run's"
                         " figures will say nothing. Check the labels", config.dataset.name)
@@ -358,7 +367,9 @@ class Trainer:
             images = batch.images.to(device, non_blocking=True, memory_format=fmt)
         return TrainBatch(ids=batch.ids, text=text, images=images,
                           labels=batch.labels.to(device, non_blocking=True),
-                          texts=batch.texts)
+                          texts=batch.texts,
+                          groups=None if batch.groups is None
+                          else batch.groups.to(device, non_blocking=True))
 
     def _losses(self, stage: str, step: str, batch: TrainBatch) -> dict[str, torch.Tensor]:
         if self._ddp is not None:  # gradients averaged over the processes of the job
@@ -473,12 +484,22 @@ class Trainer:
                 counts[1] += len(pred)
             correct, n = self.dist.sum(counts).tolist()
             return {"val_accuracy": correct / max(n, 1), "score": correct / max(n, 1)}
-        emb = self._embed(records, "validation")
-        rep, _ = evaluate_embedded(self.model, emb, block_size=self.config.evaluate.block_size,
-                                   device=self.device, ks=self.config.evaluate.ks,
-                                   bf16=self.config.evaluate.bf16)
-        return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
-                "score": rep["avg"]}
+        return self._retrieval_validation(spec.scorer)
+
+    def _retrieval_validation(self, scorer: str = "relation") -> dict[str, float]:
+        """The validation split's retrieval figures under the run's protocol, with ``score``
+        (mAP average, or mean Recall@K)."""
+        emb = self._embed(self.splits["val"], "validation")
+        rep, _ = evaluate_split(self.model, emb, self.config.evaluate, self.protocol,
+                                   device=self.device, scorer=scorer, with_category=False)
+        if self.protocol == "category":
+            return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
+                    "score": rep["score"]}
+        inst = rep["instance"]
+        out = {"val_rsum": inst["rsum"]}
+        if "r@1" in inst["i2t"]:
+            out["val_r1"] = (inst["i2t"]["r@1"] + inst["t2i"]["r@1"]) / 2
+        return {**out, "val_score": rep["score"], "score": rep["score"]}
 
     def _embed(self, records: list, desc: str) -> Embedded:
         """Embeddings of ``records``; under ``torchrun`` each process embeds its share and all
@@ -492,7 +513,8 @@ class Trainer:
                  for e_id, t, i, lab in zip(part.ids, part.text, part.image, part.labels)}
         ids = [r.id for r in records if r.id in parts]
         return Embedded(ids, torch.stack([parts[i][0] for i in ids]),
-                        torch.stack([parts[i][1] for i in ids]), [parts[i][2] for i in ids])
+                        torch.stack([parts[i][1] for i in ids]), [parts[i][2] for i in ids],
+                        [r.image_key for r in records if r.id in parts])
 
     def _run_stage(self, stage: str,
                    optimizers: dict[str, torch.optim.Optimizer] | None) -> None:
@@ -549,8 +571,9 @@ class Trainer:
             log.info("%s: keeping the weights of epoch %s (best on validation)",
                      spec.title, self.state.best_epoch)
         if spec.validation == "retrieval" and self.state.best_epoch is not None:
+            key = "val_avg" if self.protocol == "category" else "val_score"
             self._log("selected", stage=spec.name, best_epoch=self.state.best_epoch,
-                      val_avg=self.state.best_score)
+                      **{key: self.state.best_score})
         self.state.stage_index += 1
         self.state.epoch = 0
         self.state.best_score = self.state.best_epoch = None
@@ -716,11 +739,9 @@ class Trainer:
             raise DataError(f"dataset {self.config.dataset.name!r} has no validation split;"
                             " a validation score needs one")
         self.model.eval()
-        emb = self._embed(self.splits["val"], "validation")
-        rep, _ = evaluate_embedded(self.model, emb, block_size=self.config.evaluate.block_size,
-                                   device=self.device, ks=self.config.evaluate.ks,
-                                   bf16=self.config.evaluate.bf16)
-        return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"]}
+        val = self._retrieval_validation()
+        val.pop("score")
+        return val
 
     def close_trackers(self) -> None:
         if self._trackers is not None:
@@ -737,8 +758,12 @@ class Trainer:
         if self.dist.is_main:
             metrics = write_evaluation(self.model, self.preprocess, self.splits["test"],
                                        self.classes, self.config, self.run_dir,
-                                       device=self.device)
-            self._log("test", **{k: metrics[k] for k in ("i2t", "t2i", "avg", "chance", "pairs")})
+                                       device=self.device, protocol=self.protocol)
+            shown = ("i2t", "t2i", "avg", "chance", "pairs")
+            fields = {k: metrics[k] for k in shown if k in metrics}
+            if "instance" in metrics:
+                fields["rsum"] = metrics["instance"]["rsum"]
+            self._log("test", **fields)
             self.close_trackers()
         return self.dist.broadcast(metrics)
 

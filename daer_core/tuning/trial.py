@@ -56,7 +56,7 @@ def logged_epochs(run_dir: Path) -> list[tuple[int, float]]:
             continue
         if rec.get("stage") != last_stage:
             stage_index, last_stage = stage_index + 1, rec.get("stage")
-        score = rec.get("val_avg", rec.get("val_accuracy"))
+        score = rec.get("val_score", rec.get("val_avg", rec.get("val_accuracy")))
         if isinstance(score, (int, float)):
             out.append((report_step(stage_index, int(rec["epoch"])), float(score)))
     return out
@@ -108,7 +108,8 @@ def run_trial(trial, config_data: Mapping[str, Any], run_dir: Path, *, resume: b
     finally:
         trainer.close_trackers()
     _finish(run_dir, {"state": "complete", **metrics}, keep_checkpoints)
-    return float(metrics["val_avg"])
+    # mAP average, or mean Recall@K under the instance protocol
+    return float(metrics.get("val_score", metrics.get("val_avg")))
 
 
 def _finish(run_dir: Path, result: dict, keep_checkpoints: bool) -> None:

@@ -3,7 +3,7 @@ trainer. ``daer-three-stage`` is Algorithm 1 of the DAER paper, the default of e
 """
 from registry import hookimpl
 
-from . import acmr, cm_gans, contrastive, dscmr, fgcrossnet, mcsm
+from . import acmr, cm_gans, contrastive, dscmr, fgcrossnet, mcsm, rerank
 from .daer_three_stage import DAERThreeStageParams, make_daer_three_stage
 
 
@@ -17,3 +17,4 @@ def daer_register_components(registry) -> None:
     fgcrossnet.register(registry)
     mcsm.register(registry)
     contrastive.register(registry)
+    rerank.register(registry)

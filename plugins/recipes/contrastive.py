@@ -4,9 +4,11 @@ batch, VSE++ by Faghri et al. 2018).
 
 Both train the run's two encoders into one space (both ``out_dim`` equal) in one stage and
 score a batch's ``B x B`` cosine matrix ``S`` (texts x images, row i = pair i): the diagonal
-holds the positives, everything else in a row or column is a negative — except the pairs a
-``negatives`` policy takes out: ``same-label`` leaves pairs that share a class out of each
-other's negatives (category-level data, where another pair of the class is no mistake).
+holds the positives, everything else in a row or column is a negative — except two captions
+of one image (several captions per image: their images are the same picture, never a
+negative), and the pairs a ``negatives`` policy takes out: ``same-label`` leaves pairs that
+share a class out of each other's negatives (category-level data, where another pair of the
+class is no mistake).
 Retrieval ranks by the same cosine (the ``cosine`` relation).
 
 * ``contrastive``: ``(CE(s S, diag) + CE(s S^T, diag)) / 2`` with ``s = exp(log_scale)``,
@@ -61,10 +63,17 @@ class VSEParams(Params):
                            "pairs sharing a class are not each other's negatives")
 
 
-def excluded(labels: torch.Tensor, policy: str) -> torch.Tensor:
-    """``(B, B)`` True where pair j is *not* a negative of pair i (the diagonal included)."""
+def excluded(labels: torch.Tensor, policy: str, groups: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``(B, B)`` True where pair j is *not* a negative of pair i (the diagonal included).
+
+    Two captions of one image (equal ``groups``, see :attr:`TrainBatch.groups`) are never
+    each other's negatives, whatever the policy: the other caption's image *is* the positive.
+    """
     b = labels.shape[0]
     out = torch.eye(b, dtype=torch.bool, device=labels.device)
+    if groups is not None:
+        out |= groups.unsqueeze(0) == groups.unsqueeze(1)
     if policy == "same-label":
         out |= (labels.float() @ labels.float().T) > 0
     return out
@@ -117,6 +126,7 @@ class LogitScale(nn.Module):
 
 class _TwoTower(TrainingRecipe):
     name = ""
+    uses_labels = False  # (negatives: same-label reads them when there are any)
 
     def trainable(self, stage: str, step: str, model: nn.Module,
                   extras: nn.ModuleDict) -> list[nn.Module]:
@@ -145,7 +155,7 @@ class Contrastive(_TwoTower):
                batch: TrainBatch) -> dict[str, torch.Tensor]:
         sim = self._similarity(model, batch)
         scale = extras["scale"]()
-        loss = info_nce(sim, scale, excluded(batch.labels, self.params.negatives))
+        loss = info_nce(sim, scale, excluded(batch.labels, self.params.negatives, batch.groups))
         return {"loss": loss, "scale": scale.detach()}
 
 
@@ -166,7 +176,7 @@ class VSE(_TwoTower):
                batch: TrainBatch) -> dict[str, torch.Tensor]:
         p = self.params
         sim = self._similarity(model, batch)
-        loss = vse_loss(sim, p.margin, p.hardest, excluded(batch.labels, p.negatives),
+        loss = vse_loss(sim, p.margin, p.hardest, excluded(batch.labels, p.negatives, batch.groups),
                         p.reduction)
         return {"loss": loss}
 
