@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(format_metrics(metrics, str(args.run_dir)))
+        print(format_metrics(metrics, f"({args.run_dir})"))
     return EXIT_OK

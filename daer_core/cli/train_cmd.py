@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if not distributed.context().is_main:  # one process reports
         return EXIT_OK
     print()
-    print(format_metrics(metrics, f"{metrics.get('preset') or 'run'} on "
-                                  f"{metrics.get('dataset')}, {metrics['pairs']} pairs"))
+    print(format_metrics(metrics, f"({metrics.get('preset') or 'run'} on "
+                                  f"{metrics.get('dataset')}, {metrics['pairs']} pairs)"))
     print(f"\nrun directory: {run_dir}")
     return EXIT_OK

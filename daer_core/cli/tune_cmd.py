@@ -85,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / "best-run"
         metrics = train_and_evaluate(best, run_dir)
         print()
-        print(format_metrics(metrics, f"best.yaml, {metrics['pairs']} pairs"))
+        print(format_metrics(metrics, f"of best.yaml ({metrics['pairs']} pairs)"))
         print(f"\nrun directory: {run_dir}")
     return EXIT_OK

@@ -274,11 +274,11 @@ def format_recall_table(metrics: dict, title: str = "") -> str:
 def format_metrics(metrics: dict, what: str) -> str:
     """A run's test figures for the console: Recall@K under the instance protocol (with the
     class view's mAP below when the data has classes), the Table 1 layout otherwise.
-    ``what`` names the run and split, e.g. ``"daer on shapes, 120 pairs"``."""
+    ``what`` follows each title, e.g. ``"(daer on shapes, 120 pairs)"``."""
     parts = []
     if metrics.get("protocol") == "instance":
-        parts.append(format_recall_table(metrics, title=f"Test Recall@K in % ({what})"))
+        parts.append(format_recall_table(metrics, title=f"Test Recall@K in % {what}"))
     if "avg" in metrics:
-        view = " (class view, each image once)" if parts else ""
-        parts.append(format_table1(metrics, title=f"Test mAP@all{view} ({what})"))
+        view = ", class view with each image once," if parts else ""
+        parts.append(format_table1(metrics, title=f"Test mAP@all{view} {what}"))
     return "\n\n".join(parts)
