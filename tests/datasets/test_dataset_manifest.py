@@ -135,3 +135,64 @@ def test_an_empty_or_header_only_manifest_is_not_usable(tmp_path):
     assert not rep.usable and "empty_manifest" in {p.code for p in rep.problems}
     with pytest.raises(DataError, match="empty_manifest"):
         load(tmp_path / "data.csv")
+
+
+def captions_csv(root: Path, body: str) -> Path:
+    """A CSV manifest with an image_id column; images a.jpg, b.jpg, c.jpg exist."""
+    for name in ("a", "b", "c"):
+        write_image(root / f"{name}.jpg")
+    (root / "data.csv").write_text("image,text,labels,split,image_id\n" + body)
+    return root / "data.csv"
+
+
+def test_rows_sharing_an_image_id_are_captions_of_one_image(tmp_path):
+    path = captions_csv(tmp_path, "a.jpg,a dog runs,dog,train,im1\n"
+                                  "a.jpg,a brown dog,dog,train,im1\n"
+                                  "b.jpg,a cat,cat,train,\n"
+                                  "c.jpg,a bird,bird,test,im3\n")
+    ds = load(path)
+    train = ds.split("train")
+    assert [r.image_id for r in train] == ["im1", "im1", None]
+    assert train[0].image_key == train[1].image_key != train[2].image_key
+    rep = ds.report()
+    assert rep.usable and rep.info["images"] == {"train": 2, "val": 0, "test": 1}
+    assert rep.info["image_ids"] == 2
+
+
+def test_one_image_id_naming_two_files_is_a_problem(tmp_path):
+    path = captions_csv(tmp_path, "a.jpg,a dog,dog,train,im1\n"
+                                  "a.jpg,the dog,dog,train,im1\n"
+                                  "b.jpg,a cat,cat,train,im1\n")
+    rep = load(path, check=True).report()
+    prob = {p.code: p for p in rep.problems}["image_id_file_conflict"]
+    assert prob.severity == "error"
+    assert prob.ids == ["im1 (a.jpg: data.csv:2, data.csv:3; b.jpg: data.csv:4)"]
+    with pytest.raises(DataError, match="image_id_file_conflict.*im1"):
+        load(path)
+
+
+def test_one_image_id_in_two_splits_is_a_problem(tmp_path):
+    path = captions_csv(tmp_path, "a.jpg,a dog,dog,train,im1\n"
+                                  "a.jpg,the dog,dog,test,im1\n"
+                                  "a.jpg,one dog,dog,,im1\n"
+                                  "b.jpg,a cat,cat,train,im2\n")
+    rep = load(path, check=True).report()
+    prob = {p.code: p for p in rep.problems}["image_id_split_conflict"]
+    assert prob.ids == ["im1 (train: data.csv:2; test: data.csv:3; no split: data.csv:4)"]
+    with pytest.raises(DataError, match="image_id_split_conflict"):
+        load(path)
+
+
+def test_rows_without_a_split_are_split_an_image_at_a_time(tmp_path):
+    rows = []
+    for k in range(10):
+        write_image(tmp_path / "img" / f"{k}.jpg")
+        for c in range(3):
+            rows.append({"image": f"img/{k}.jpg", "text": f"caption {c} of {k}",
+                         "labels": "x", "image_id": k})
+    ds = load(jsonl(tmp_path, rows))
+    per_split = {s: {r.image_id for r in ds.split(s)} for s in ("train", "val", "test")}
+    assert [len(per_split[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+    assert [len(ds.split(s)) for s in ("train", "val", "test")] == [24, 3, 3]
+    assert not (per_split["train"] & per_split["test"]) and not (per_split["train"]
+                                                                 & per_split["val"])
