@@ -28,9 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
     p.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query")
     p.add_argument("--first-stage", default="auto",
-                   choices=("auto", "learned", "distilled", "taylor", "halves", "embedding"),
-                   help="first-stage space (docs/search.md compares them); auto = learned,"
-                        " except for a new index of at most 100 items per side, which every"
+                   choices=("auto", "learned", "distilled", "taylor", "halves", "embedding",
+                            "cosine"),
+                   help="first-stage space (docs/search.md compares them); auto = cosine"
+                        " for a run that re-ranks its own first stage (evaluate.rerank_k),"
+                        " else learned, except for a new index of at most 100 items per side, which every"
                         " query scores whole anyway: a stage that needs no fitting")
     p.add_argument("--refine-first-stage", default="auto", choices=("auto", "always", "never"),
                    help="learned first stage: refine it on the gallery's own items once the"
@@ -51,13 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def auto_first_stage(loaded, source, out: Path) -> str:
-    """``learned`` (the measured best, docs/search.md), except for a new index whose gallery
-    every query scores whole by default (at most ``MIN_CANDIDATES`` items per side): fitting
-    and refining a first stage there took minutes and changed no result, so it gets one
-    derived from the weights (``halves`` where the relation head splits, else ``embedding``
+    """``cosine`` for a run that trained its own first stage (``evaluate.rerank_k``: a
+    contrastive first stage whose top candidates the relation head re-ranks, as the run was
+    evaluated). Else ``learned`` (the measured best, docs/search.md), except for a new index
+    whose gallery every query scores whole by default (at most ``MIN_CANDIDATES`` items per
+    side): fitting and refining a first stage there took minutes and changed no result, so it
+    gets one derived from the weights (``halves`` where the relation head splits, else ``embedding``
     where both towers have one width, else the cheapest fitted one, ``distilled``)."""
     from ..search.scoring import PairScorer
     from ..search.searcher import MIN_CANDIDATES
+    if loaded.config.evaluate.rerank_k:
+        log.info("the run re-ranks a cosine first stage (evaluate.rerank_k = %d): the index"
+                 " searches that cosine and re-scores candidates with the relation head",
+                 loaded.config.evaluate.rerank_k)
+        return "cosine"
     if (out / "index.json").is_file() or len(source.items) > MIN_CANDIDATES:
         return "learned"
     model = loaded.model

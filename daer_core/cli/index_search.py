@@ -27,7 +27,8 @@ def run_indexed(args: argparse.Namespace) -> int:
     loaded = load_run(args.run_dir)
     loaded.model.to(device)
     index = GalleryIndex.open(args.index, loaded.model, run_dir=loaded.run_dir)
-    searcher = GallerySearcher(loaded.model, loaded.preprocess, index, device=device)
+    searcher = GallerySearcher(loaded.model, loaded.preprocess, index, device=device,
+                               rerank_k=loaded.config.evaluate.rerank_k)
     if args.text is not None:
         result = searcher.search_text(args.text, args.k, args.candidates, args.exhaustive)
     else:

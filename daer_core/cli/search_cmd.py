@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.images import load_rgb
     from ..errors import ConfigError
+    from ..evaluation.protocol import cosine_scores, distinct_images, rerank
     from ..evaluation.retrieval import embed_records, top_k
     from ..training.run_loading import load_run
     from ..training.runtime import pick_device
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     gallery = embed_records(model, loaded.preprocess, loaded.test, device=device,
                             desc="embedding gallery")
     by_id = {r.id: r for r in loaded.test}
+    rerank_k = loaded.config.evaluate.rerank_k
     with torch.no_grad():
         notices: list[str] = []
         if args.text is not None:
@@ -88,17 +90,26 @@ def run(args: argparse.Namespace) -> int:
             prepared = loaded.preprocess.text([args.text])
             notices = query_notices(model.text_encoder, before)
             inputs = {k: v.to(device) for k, v in prepared.items()}
-            q = model.encode_text(inputs)
-            scores = model.score_matrix(q, gallery.image.to(device))[0].numpy()
+            q = model.encode_text(inputs).float().cpu()
+            # each image once, though several captions may show it
+            rows, _ = distinct_images(gallery.image_keys, len(gallery.ids))
+            items = gallery.image[torch.as_tensor(rows)]
+            ids = [gallery.ids[r] for r in rows]
+            scores = model.score_matrix(q.to(device), items.to(device))[0].numpy()
+            first = cosine_scores(q, items)[0] if rerank_k else None
             kind = "image"
         else:
             img = loaded.preprocess.image_eval(query_image).unsqueeze(0).to(device)
-            q = model.encode_image(img)
-            scores = model.score_matrix(gallery.text.to(device), q)[:, 0].numpy()
+            q = model.encode_image(img).float().cpu()
+            ids = gallery.ids
+            scores = model.score_matrix(gallery.text.to(device), q.to(device))[:, 0].numpy()
+            first = cosine_scores(gallery.text, q)[:, 0] if rerank_k else None
             kind = "text"
+    # a run that re-ranks its cosine first stage is searched as it was evaluated
+    order_by = scores if first is None else rerank(first[None], scores[None], rerank_k)[0]
     results = []
-    for rank, idx in enumerate(top_k(scores, min(args.k, len(scores))), start=1):
-        rec = by_id[gallery.ids[idx]]
+    for rank, idx in enumerate(top_k(order_by, min(args.k, len(scores))), start=1):
+        rec = by_id[ids[idx]]
         results.append({"rank": rank, "id": rec.id, "score": float(scores[idx]),
                         "labels": [loaded.classes[i] for i in rec.labels],
                         "text": rec.text if kind == "text" else None,

@@ -24,6 +24,10 @@ by ``benchmarks/search_scale.py`` (figures in ``docs/search.md``):
     the plain inner product of the first-layer halves.
 ``embedding``
     the inner product of the raw embeddings (needs equal widths).
+``cosine``
+    the cosine of the raw embeddings: the first stage a ``contrastive-rerank`` run trained
+    (its relation head re-ranks this ranking's top candidates, as at evaluation), and the
+    ranking of any contrastive / VSE two-tower model.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from ..errors import ConfigError, DataError
 from ..interfaces.relation import emitting_logits
 from .scoring import PairScorer, Side
 
-METHODS: tuple[str, ...] = ("learned", "distilled", "taylor", "halves", "embedding")
+METHODS: tuple[str, ...] = ("learned", "distilled", "taylor", "halves", "embedding", "cosine")
 DEFAULT_METHOD = "learned"
 
 
@@ -102,6 +106,22 @@ class EmbeddingStage(FirstStage):
 
     def query_vector(self, query_side, emb):
         return emb.reshape(1, -1).float().cpu().numpy().astype(np.float32)
+
+
+class CosineStage(EmbeddingStage):
+    name = "cosine"
+
+    def item_vectors(self, side, emb):
+        return _unit_rows(super().item_vectors(side, emb))
+
+    def query_vector(self, query_side, emb):
+        return _unit_rows(super().query_vector(query_side, emb))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), so inner products are cosines."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 class HalvesStage(FirstStage):
@@ -486,6 +506,8 @@ def fit_first_stage(method: str, scorer: PairScorer, text_emb: torch.Tensor | No
         return HalvesStage(scorer)
     if method == "embedding":
         return EmbeddingStage(scorer)
+    if method == "cosine":
+        return CosineStage(scorer)
     raise ConfigError(f"unknown first stage {method!r}; choose one of {', '.join(METHODS)}")
 
 
@@ -516,4 +538,6 @@ def load_first_stage(path: Path, scorer: PairScorer) -> FirstStage:
         return HalvesStage(scorer)
     if method == "embedding":
         return EmbeddingStage(scorer)
+    if method == "cosine":
+        return CosineStage(scorer)
     raise DataError(f"{path}: unknown first stage {method!r}")

@@ -37,7 +37,8 @@ SPLIT_WORDS = (*SPLITS, "all")
 
 @dataclass(frozen=True)
 class GalleryItem:
-    """One gallery entry: a pair (text + image) or a lone image.
+    """One gallery entry: a pair (text + image), a lone image, or a lone caption (a further
+    caption of an image listed before it).
 
     ``labels`` are class *names* (not indices) because galleries from different sources are
     mixed in one index and indices only mean something within one dataset.
@@ -75,12 +76,20 @@ class GallerySource:
 
 
 def items_from_dataset(dataset: PairDataset, split: str, prefix: str = "") -> list[GalleryItem]:
-    """Every pair of ``split`` (or of all splits, in train/val/test order) as gallery items."""
+    """Every pair of ``split`` (or of all splits, in train/val/test order) as gallery items.
+
+    An image with several captions is listed once: its first pair carries it, its other
+    captions become caption-only items, so an image query never gets one picture's captions
+    as separate 'images' and a text query never sees the same picture five times."""
     splits = SPLITS if split == "all" else (split,)
     out: list[GalleryItem] = []
+    seen: set[str] = set()
     for s in splits:
         for rec in dataset.split(s):
-            out.append(GalleryItem(id=prefix + rec.id, text=rec.text, image=rec.image,
+            repeat = rec.image_key in seen
+            seen.add(rec.image_key)
+            out.append(GalleryItem(id=prefix + rec.id, text=rec.text,
+                                   image=None if repeat else rec.image,
                                    labels=tuple(dataset.classes[i] for i in rec.labels)))
     return out
 

@@ -58,12 +58,16 @@ class GallerySearcher:
     """A model and its gallery index, ready for queries."""
 
     def __init__(self, model, preprocess, index: GalleryIndex,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", rerank_k: int | None = None):
         self.model = model
         self.preprocess = preprocess
         self.index = index
         self.device = torch.device(device)
         self.scorer = index.scorer
+        #: the default candidate count of a run that re-ranks its own first stage (its
+        #: ``evaluate.rerank_k``): the relation head re-scores exactly the candidates it was
+        #: evaluated on; None = :func:`default_candidates`
+        self.rerank_k = rerank_k
 
     @torch.no_grad()
     def embed_text(self, text: str) -> torch.Tensor:
@@ -108,7 +112,9 @@ class GallerySearcher:
                               f" (sources: {[j['source'].get('kind') for j in self.index.info['jobs']]})")
         if candidates is not None and candidates < 1:
             raise ConfigError("candidates must be at least 1")
-        cand = n if exhaustive else min(n, candidates or default_candidates(n, k))
+        default = (max(k, self.rerank_k) if self.rerank_k is not None
+                   else default_candidates(n, k))
+        cand = n if exhaustive else min(n, candidates or default)
         cand = max(cand, min(k, n))
         seconds: dict[str, float] = {}
         q_half = self.scorer.halves(query_side, query_emb) if self.scorer.splits else None

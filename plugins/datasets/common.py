@@ -151,18 +151,28 @@ def check_images(rows: Sequence[Row], problems: ProblemLog) -> None:
     (a JPEG truncated after an intact header opens fine and fails only when its pixels are
     read) are errors — training would fail on them the same way; a format that differs from
     the extension is a warning (it is read correctly, by content). Reads every image once,
-    so it shows progress on a terminal."""
+    so it shows progress on a terminal. A file several pairs share (several captions of one
+    image) is decoded once, and its verdict given to each of them."""
     from daer_core.data.images import undecodable
     found = [r for r in rows if r.image_found]
-    bad = undecodable([PairRecord(r.id, "", r.image, r.labels) for r in found])
+    first: dict[str, Row] = {}
+    for r in found:
+        first.setdefault(str(r.image), r)
+    broken = {rid for rid, _ in undecodable([PairRecord(f.id, "", f.image, f.labels)
+                                              for f in first.values()])}
+    bad_files = {key for key, f in first.items() if f.id in broken}
+    bad = [r.id for r in found if str(r.image) in bad_files]
     if bad:
         problems.add("image_unreadable", "image files that cannot be decoded completely (not"
-                     " an image, or cut short)", [rid for rid, _ in bad])
-    broken = {rid for rid, _ in bad}
+                     " an image, or cut short)", bad)
+    sniffed: dict[str, str | None] = {}
     for row in found:
-        if row.id in broken:
+        if str(row.image) in bad_files:
             continue
-        fmt = sniff_image_format(row.image)
+        key = str(row.image)
+        if key not in sniffed:
+            sniffed[key] = sniff_image_format(row.image)
+        fmt = sniffed[key]
         if extension_mismatch(row.image, fmt):
             problems.add("image_extension_mismatch",
                          "image files whose extension names another format (they are decoded "

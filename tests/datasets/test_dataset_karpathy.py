@@ -161,3 +161,21 @@ def test_registered_as_dataset_component(tmp_path):
     assert sizes(ds)["train"] == (8, 4)
     rep = reg.create("dataset", "karpathy", {"root": str(tmp_path)}, check=True).report()
     assert rep.usable and rep.layout == "karpathy"
+
+
+def test_check_decodes_each_image_file_once(tmp_path, monkeypatch):
+    """Five captions of one image are five pairs but one file: a check of COCO reads each
+    image once, not once per caption."""
+    import daer_core.data.images as images
+    write_flickr8k(tmp_path)
+    seen: list[str] = []
+    real = images.undecodable
+
+    def counting(records):
+        seen.extend(str(r.image) for r in records)
+        return real(records)
+
+    monkeypatch.setattr(images, "undecodable", counting)
+    ds = load(tmp_path, check=True)
+    pairs = sum(len(ds.split(s)) for s in ("train", "val", "test"))
+    assert len(seen) == len(set(seen)) < pairs
