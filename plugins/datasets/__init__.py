@@ -3,7 +3,7 @@
 Layouts (each a ``dataset`` component; details and file expectations in docs/datasets.md):
 ``wikipedia``, ``pascal-sentence``, ``xmedianet``, ``manifest``, ``karpathy`` (pairs; karpathy
 has several captions per image) and ``features`` (pre-extracted feature matrices). The
-synthetic ``shapes`` dataset is a separate plugin module (:mod:`plugins.datasets.shapes`) so
+synthetic ``shapes`` dataset is a separate plugin package (:mod:`plugins.datasets.shapes`) so
 that it can be disabled or loaded on its own.
 """
 from __future__ import annotations

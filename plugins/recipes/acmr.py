@@ -221,7 +221,3 @@ def make_acmr(params: ACMRParams) -> ACMR:
     against a modality classifier through gradient reversal, alternating steps.
     """
     return ACMR(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "acmr", factory=make_acmr, params=ACMRParams)

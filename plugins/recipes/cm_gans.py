@@ -249,7 +249,3 @@ def make_cm_gans(params: CMGANsParams) -> CMGANs:
     reconstruction and label terms, alternating generator / discriminator steps.
     """
     return CMGANs(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "cm-gans", factory=make_cm_gans, params=CMGANsParams)

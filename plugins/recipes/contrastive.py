@@ -193,8 +193,3 @@ def make_vse(params: VSEParams) -> VSE:
     by cosine.
     """
     return VSE(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "contrastive", factory=make_contrastive, params=ContrastiveParams)
-    registry.add("recipe", "vse", factory=make_vse, params=VSEParams)

@@ -144,9 +144,3 @@ def make_dscmr(params: DSCMRParams) -> DSCMR:
     beta J3 (modality invariance); retrieval by cosine in the common space.
     """
     return DSCMR(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "dscmr", factory=make_dscmr, params=DSCMRParams,
-                 summary="DSCMR (Zhen et al. 2019): J1 label space + alpha J2 discrimination + "
-                         "beta J3 modality invariance, one joint stage")

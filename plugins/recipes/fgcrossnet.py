@@ -296,7 +296,3 @@ def make_fgcrossnet(params: FGCrossNetParams) -> FGCrossNet:
     classification + centre + quadruplet ranking constraints, one joint stage.
     """
     return FGCrossNet(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "fgcrossnet", factory=make_fgcrossnet, params=FGCrossNetParams)

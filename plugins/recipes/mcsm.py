@@ -43,7 +43,6 @@ from daer_core.errors import ConfigError
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
 from registry import Params
 
-from . import mcsm_networks
 from .daer_three_stage import common_space_dim
 from .mcsm_networks import MCSMFusion, split_spaces
 
@@ -140,8 +139,3 @@ def make_mcsm(params: MCSMParams) -> MCSM:
     bidirectional ranking loss; retrieval by the adaptive fusion of their similarities
     """
     return MCSM(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "mcsm", factory=make_mcsm, params=MCSMParams)
-    mcsm_networks.register(registry)

@@ -441,17 +441,3 @@ def make_mcsm_words(params: MCSMWordsParams, tokenizer, attention=None) -> MCSMW
         raise ConfigError("mcsm-words has its own (recurrent) attention; set "
                           "pipeline.text.attention: null")
     return MCSMWordsEncoder(params, tokenizer)
-
-
-def register(registry) -> None:
-    vector = ("MCSM networks on feature vectors: recurrent attention over the vector's chunks "
-              "(own space) + MLP projection (other space), [image-space | text-space] output")
-    registry.add("text_encoder", "mcsm-vector", factory=make_vector_text,
-                 params=MCSMVectorParams, summary=vector)
-    registry.add("image_encoder", "mcsm-vector", factory=make_vector_image,
-                 params=MCSMVectorParams, summary=vector)
-    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams,
-                 requires=[("image_encoder", "timm")])            # its CNN
-    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams,
-                 requires=[("text_encoder", "word2vec-lstm")])    # its word vectors
-    registry.add("relation", "mcsm-fusion", factory=make_mcsm_fusion, params=MCSMFusionParams)

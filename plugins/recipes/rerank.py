@@ -98,8 +98,3 @@ def make_contrastive_rerank(params: ContrastiveRerankParams) -> ContrastiveReran
     trained on instance targets to re-rank its top candidates (evaluate.rerank_k).
     """
     return ContrastiveRerank(params)
-
-
-def register(registry) -> None:
-    registry.add("recipe", "contrastive-rerank", factory=make_contrastive_rerank,
-                 params=ContrastiveRerankParams)

@@ -3,18 +3,18 @@
 Papers in cross-modal retrieval often work on published features (the Wikipedia set's SIFT
 and LDA vectors, VGG / BERT features); the ``features`` dataset provides them, and these
 encoders (``inputs = "features"``) turn them into embeddings for any recipe and relation side.
-
-Each module named in :data:`MODULES` exposes ``register(registry)``.
 """
-from importlib import import_module
-
 from registry import hookimpl
 
-#: component modules of this plugin, registered in this order
-MODULES: list[str] = ["mlp"]
+from .mlp import VectorMLPParams, make_image, make_text
+
+VECTOR_MLP = ("precomputed feature vectors -> batch-norm standardisation -> MLP -> out_dim "
+              "(input width taken from the data)")
 
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    for name in MODULES:
-        import_module(f"{__name__}.{name}").register(registry)
+    registry.add("text_encoder", "vector-mlp", factory=make_text, params=VectorMLPParams,
+                 summary=VECTOR_MLP)
+    registry.add("image_encoder", "vector-mlp", factory=make_image, params=VectorMLPParams,
+                 summary=VECTOR_MLP)

@@ -89,12 +89,3 @@ def make_text(params: VectorMLPParams, tokenizer=None, attention=None) -> Vector
 def make_image(params: VectorMLPParams, attention=None,
                native_image_size: int | None = None) -> VectorImageEncoder:
     return VectorImageEncoder(params)
-
-
-def register(registry) -> None:
-    summary = ("precomputed feature vectors -> batch-norm standardisation -> MLP -> out_dim "
-               "(input width taken from the data)")
-    registry.add("text_encoder", "vector-mlp", factory=make_text, params=VectorMLPParams,
-                 summary=summary)
-    registry.add("image_encoder", "vector-mlp", factory=make_image, params=VectorMLPParams,
-                 summary=summary)

@@ -9,7 +9,7 @@ import pytest
 
 from plugins.datasets.shapes import (COLOUR_NAMES, INVERSE, RELATION_WORDS, SHAPES,
                                      ShapesDataset, ShapesParams, class_combos, relation_of)
-from plugins.datasets import shapes
+from plugins.datasets.shapes import scenes as shapes  # the generator module (its globals)
 from registry import ParamsError, load_plugins
 
 SMALL = dict(num_pairs=60, seed=3)

@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 
 from daer_core.data.splits import SplitFractions, sizes_from_fractions
 from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, SplitName
-from registry import Params, hookimpl
+from registry import Params
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -400,8 +400,3 @@ def make_shapes(params: ShapesParams, check: bool = False) -> ShapesDataset:
     ``check`` changes nothing: generated pairs have no files that could be broken.
     """
     return ShapesDataset(params)
-
-
-@hookimpl
-def daer_register_components(registry) -> None:
-    registry.add("dataset", "shapes", factory=make_shapes, params=ShapesParams)
