@@ -233,12 +233,31 @@ def run_daer(entry: MethodEntry, dataset: DatasetEntry, seed: int, cell_dir: Pat
         shutil.rmtree(cell_dir)
     with measure_process() as m:
         metrics = train_fn(cfg, cell_dir, resume=resume)
+    check_daer_metrics(metrics)
+    n_eval = (metrics.get("pairs") or metrics.get("i2t_detail", {}).get("queries")
+              or metrics.get("instance", {}).get("texts") or 0)
+    return Measured(metrics, m["seconds"], m["peak_mb"], _split_size(cell_dir, "train"),
+                    int(n_eval), tuned)
+
+
+def check_daer_metrics(metrics: dict) -> None:
+    """A trained cell's metrics hold its protocol's figures, or the cell fails by name.
+
+    Category runs need the mAP keys. Instance runs need the Recall@K block only: data without
+    classes has no class view, so its mAP keys are rightly absent.
+    """
+    if metrics.get("protocol") == "instance":
+        inst = metrics.get("instance")
+        if not isinstance(inst, dict) or not all(k in inst for k in ("i2t", "t2i", "rsum")):
+            raise CellError("the trainer's instance-level metrics lack the Recall@K block"
+                            f" (`instance` with i2t, t2i and rsum; got {sorted(metrics)})")
+        if metrics.get("rerank_k") and "instance_first_stage" not in metrics:
+            raise CellError("the trainer's metrics re-rank (rerank_k) but lack the first"
+                            " stage's figures (instance_first_stage)")
+        return
     for key in ("i2t", "t2i", "avg", "chance"):
         if key not in metrics:
             raise CellError(f"the trainer's metrics lack {key!r} (got {sorted(metrics)})")
-    return Measured(metrics, m["seconds"], m["peak_mb"], _split_size(cell_dir, "train"),
-                    int(metrics.get("pairs") or metrics.get("i2t_detail", {}).get("queries") or 0),
-                    tuned)
 
 
 def _split_size(run_dir: Path, split: str) -> int:

@@ -130,6 +130,14 @@ def load_benchmark_data(key: str, entry: DatasetEntry, eval_split: str, registry
         if not recs:
             raise DataError(f"datasets.{key}: the {split} split is empty")
     num_classes = len(ds.classes)
+    reason = instance_level_reason(records, num_classes)
+    if reason:
+        raise ConfigError(
+            f"datasets.{key}: {reason}, so it is judged at instance level (Recall@K), and the"
+            " baselines are feature-level category methods (mAP over classes, every pair"
+            " its own gallery item); remove the baseline methods from this benchmark, or"
+            " give them a category-level dataset entry of their own (docs/baselines.md,"
+            " instance-level benchmarks)")
     out: dict[str, dict[str, np.ndarray]] = {s: {} for s in records}
     for modality, ext in extractors.items():
         if precomputed[modality]:
@@ -159,6 +167,19 @@ def load_benchmark_data(key: str, entry: DatasetEntry, eval_split: str, registry
     source = (f"{entry.dataset.name} + image: {entry.image_features.name},"
               f" text: {entry.text_features.name}")
     return BenchmarkData(splits["train"], splits[eval_split], source)
+
+
+def instance_level_reason(splits: dict[str, list], num_classes: int) -> str | None:
+    """Why raw pairs are instance-level data (as ``evaluate.protocol: auto`` decides), or
+    None: several captions of one image in a split, or no classes at all."""
+    if num_classes == 0:
+        return "the dataset has no classes"
+    for split, recs in splits.items():
+        keys = [r.image_key for r in recs]
+        if len(set(keys)) < len(keys):
+            return (f"its {split} split has several captions per image ({len(keys)} pairs of"
+                    f" {len(set(keys))} images)")
+    return None
 
 
 def _read_cache(path: Path, entry: DatasetEntry) -> BenchmarkData:

@@ -2,6 +2,12 @@
 
 Order: datasets, then methods, then runs. A dataset's features are loaded only if one of its
 baseline cells still has to run, so a finished benchmark re-run only rewrites the report.
+
+Each cell is judged by its run's protocol: category-level mAP (the paper's tables) or
+instance-level Recall@K (``evaluate.protocol``; several captions per image). Baselines are
+feature-level category methods: on instance-level data they are refused with a config error
+(before any cell runs when a trained method of the same dataset sets ``evaluate.protocol:
+instance``, else when the baseline cell loads the data), never silently scored by class.
 """
 from __future__ import annotations
 
@@ -18,15 +24,17 @@ from ..errors import ConfigError
 from .cells import CellError, Measured, daer_run_config, run_baseline, run_daer
 from .config import BenchmarkConfig
 from .data import BenchmarkData, load_benchmark_data, resample_indices, spec_hash
-from .plots import plot_map_bars
+from .plots import plot_map_bars, plot_rsum_bars
 from .report import ResultIndex, render_markdown
-from .results import CellResult, ResultsTable
+from .results import REQUIRED_COLUMNS, CellResult, ResultsTable, metric_columns
 
 log = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 FIGURE = "map_bars.png"
+#: the instance-level figure (rsum per method and dataset)
+RSUM_FIGURE = "rsum_bars.png"
 
 
 @dataclass
@@ -34,6 +42,7 @@ class BenchmarkOutcome:
     out_dir: Path
     results_csv: Path
     results_md: Path
+    #: the first figure written (the mAP bars, else the rsum bars of instance cells)
     figure: Path | None
     computed: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str, int]] = field(default_factory=list)
@@ -43,6 +52,8 @@ class BenchmarkOutcome:
     #: cells neither finished nor computed (``report_only``)
     missing: list[tuple[str, str, int]] = field(default_factory=list)
     markdown: str = ""
+    #: every figure written (mAP bars for category cells, rsum bars for instance cells)
+    figures: list[Path] = field(default_factory=list)
 
 
 def check_components(config: BenchmarkConfig, registry) -> None:
@@ -66,6 +77,7 @@ def check_components(config: BenchmarkConfig, registry) -> None:
         for slot in ("image_features", "text_features"):
             ref = getattr(d, slot)
             check("feature_extractor", ref.name, ref.params, f"datasets.{key}.{slot}")
+    baselines = [key for key, m in config.methods.items() if m.kind == "baseline"]
     for key, m in config.methods.items():
         if m.kind == "baseline":
             check("method", m.name, m.params, f"methods.{key}")
@@ -78,10 +90,19 @@ def check_components(config: BenchmarkConfig, registry) -> None:
             continue
         for dkey, d in config.datasets.items():
             try:
-                load_run_config(daer_run_config(m, d, config.seed, config.resample),
-                                registry=registry)
+                run_config = load_run_config(daer_run_config(m, d, config.seed,
+                                                             config.resample),
+                                             registry=registry)
             except ConfigError as exc:
                 problems.append(f"methods.{key}.daer (dataset {dkey}): {exc}")
+                continue
+            if baselines and run_config.evaluate.protocol == "instance":
+                # (with protocol auto the data decides; the baseline cell refuses it then)
+                problems.append(
+                    f"datasets.{dkey}: methods.{key} is judged at instance level"
+                    f" (evaluate.protocol: instance) but the baselines"
+                    f" ({', '.join(baselines)}) are feature-level category methods; give"
+                    f" them a benchmark or dataset entry of their own")
     if problems:
         raise ConfigError("benchmark config problems:\n  " + "\n  ".join(problems))
 
@@ -114,8 +135,7 @@ def _written_by_daer(out_dir: Path) -> bool:
             header = fh.readline().strip().split(",")
     except (OSError, UnicodeDecodeError):
         return False
-    from .results import COLUMNS
-    return header[:len(COLUMNS) - 3] == COLUMNS[:len(COLUMNS) - 3]
+    return header[:len(REQUIRED_COLUMNS)] == REQUIRED_COLUMNS
 
 
 def claim_out_folder(out_dir: Path) -> None:
@@ -212,21 +232,20 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
                 bar.update(1)
                 continue
             entry = config.methods[m]
-            table.add(CellResult(
+            cell = CellResult(
                 method=m, dataset=d, run=r, seed=config.seed + r, kind=entry.kind,
-                i2t=float(measured.metrics["i2t"]), t2i=float(measured.metrics["t2i"]),
-                avg=float(measured.metrics["avg"]), chance=float(measured.metrics["chance"]),
+                **metric_columns(measured.metrics),
                 fit_seconds=measured.fit_seconds, peak_memory_mb=measured.peak_memory_mb,
                 n_train=measured.n_train, n_eval=measured.n_eval,
                 tune_trials=measured.tuned.trials, tune_seconds=measured.tuned.seconds,
                 tuned_params=json.dumps(measured.tuned.params, sort_keys=True)
                 if measured.tuned.trials else "",
                 config_hash=cell_hash(config, m, d, r),
-                finished_at=time.strftime("%Y-%m-%dT%H:%M:%S")))
+                finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            table.add(cell)
             outcome.computed.append((m, d, r))
-            log.info("%s / %s / run %d: i2t %.3f  t2i %.3f  avg %.3f  fit %.2fs  peak %.1f MB",
-                     m, d, r, measured.metrics["i2t"], measured.metrics["t2i"],
-                     measured.metrics["avg"], measured.fit_seconds, measured.peak_memory_mb)
+            log.info("%s / %s / run %d: %s  fit %.2fs  peak %.1f MB", m, d, r,
+                     _figures(cell), measured.fit_seconds, measured.peak_memory_mb)
             bar.update(1)
     finally:
         bar.close()
@@ -234,6 +253,18 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
     if error is not None:
         raise error
     return outcome
+
+
+def _figures(cell: CellResult) -> str:
+    """The log line's figures: mAP for category cells; rsum and R@1 both ways (in %) for
+    instance cells, with the first stage's rsum when re-ranked."""
+    if not cell.instance:
+        return f"i2t {cell.i2t:.3f}  t2i {cell.t2i:.3f}  avg {cell.avg:.3f}"
+    text = (f"rsum {cell.rsum:.1f}  R@1 i2t {100 * cell.i2t_r1:.1f}"
+            f"  t2i {100 * cell.t2i_r1:.1f}")
+    if cell.reranked:
+        text += f"  (first stage rsum {cell.first_stage_rsum:.1f}, top {cell.rerank_k})"
+    return text
 
 
 def _run_cell(config, registry, d, m, r, data, sources, out_dir, daer_train_fn) -> Measured:
@@ -258,12 +289,20 @@ def _write_report(config, table: ResultsTable, outcome: BenchmarkOutcome, source
                if c.method in config.methods and c.dataset in config.datasets
                and c.run < config.runs and c.config_hash == cell_hash(config, c.method,
                                                                       c.dataset, c.run)]
-    figure = None
-    if current:
-        figure = plot_map_bars(ResultIndex(config, current), outcome.out_dir / FIGURE)
-        outcome.figure = figure
+    category = [c for c in current if not c.instance]
+    instance = [c for c in current if c.instance]
+    figure = rsum_figure = None
+    if category:  # (a benchmark with instance cells too plots the category cells alone)
+        figure = plot_map_bars(ResultIndex(config, category, restrict=bool(instance)),
+                               outcome.out_dir / FIGURE)
+    if instance:
+        rsum_figure = plot_rsum_bars(ResultIndex(config, instance, restrict=True),
+                                     outcome.out_dir / RSUM_FIGURE)
+    outcome.figures = [f for f in (figure, rsum_figure) if f is not None]
+    outcome.figure = outcome.figures[0] if outcome.figures else None
     outcome.markdown = render_markdown(config, current, sources,
-                                       figure.name if figure else None, outcome.failures)
+                                       figure.name if figure else None, outcome.failures,
+                                       rsum_figure=rsum_figure.name if rsum_figure else None)
     tmp = outcome.results_md.with_name(RESULTS_MD + ".tmp")
     tmp.write_text(outcome.markdown, encoding="utf-8")
     tmp.replace(outcome.results_md)

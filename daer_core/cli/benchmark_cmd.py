@@ -1,7 +1,8 @@
 """``daer benchmark CONFIG``: run methods x datasets x runs and write the paper's tables.
 
 Writes ``results.csv`` (one row per finished cell, rewritten atomically after each), and
-``results.md`` (Tables 1-3 layouts, costs) with a bar plot. Interrupted benchmarks resume:
+``results.md`` (Tables 1-3 layouts, costs; Recall@K tables for instance-level cells) with bar
+plots. Interrupted benchmarks resume:
 the same command skips every cell already in ``results.csv``. See docs/baselines.md.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark", help="compare baselines and DAER presets over datasets and runs",
         description="Run every (method, dataset, run) cell of a benchmark config and write "
-                    "results.csv, results.md (Table 1/2/3 layouts) and a bar plot. Finished "
+                    "results.csv, results.md (Table 1/2/3 layouts; Recall@K tables for "
+                    "instance-level cells) and bar plots. Finished "
                     "cells are kept: re-running the same command resumes. Relative data paths "
                     "in the config resolve against its project root (the folder above it that "
                     "holds pyproject.toml).")
@@ -53,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", {len(outcome.missing)} not computed (--report-only)" if outcome.missing
              else ""))
     print(f"results: {outcome.results_csv}\nreport:  {outcome.results_md}")
-    if outcome.figure:
-        print(f"figure:  {outcome.figure}")
+    for figure in outcome.figures:
+        print(f"figure:  {figure}")
     if outcome.failures:
         print(f"{len(outcome.failures)} cells failed (listed in the report)", file=sys.stderr)
         return EXIT_RUNTIME
