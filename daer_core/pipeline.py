@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .config.schema import ComponentRef, PipelineConfig, RunConfig
+from registry import ComponentRef, get_registry
+
+from .config.schema import PipelineConfig, RunConfig
 from .errors import DimensionMismatchError
 from .interfaces import (Enhancement, Fusion, ImageEncoder, RelationHead, RelationLoss,
                          TextEncoder, TwoTowerRelation)
@@ -178,9 +180,7 @@ def build_pipeline(config: PipelineConfig | RunConfig, registry=None, *,
 
 def _build(config: PipelineConfig | RunConfig, registry, native_image_size: int | None
            ) -> tuple[RetrievalModel, Preprocess]:
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    registry = get_registry(registry)
     pipe = config.pipeline if isinstance(config, RunConfig) else config
 
     tokenizer = _create(registry, pipe.text.tokenizer, "tokenizer")
@@ -252,9 +252,7 @@ def load_model_and_preprocess(config_or_preset: str | dict | RunConfig, *, datas
                               registry=registry)
     native = None
     if cfg.dataset is not None:  # encoders with `size: auto` follow the dataset's image size
-        if registry is None:
-            from registry import get_registry
-            registry = get_registry()
+        registry = get_registry(registry)
         dataset = registry.create("dataset", cfg.dataset.name, cfg.dataset.params)
         native = getattr(dataset, "native_image_size", None)
     model, pre = build_pipeline(cfg, registry, native_image_size=native)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .components import ComponentRegistry, ComponentSpec, NoParams, Params, PluginScope, PresetSpec
+from .refs import ComponentRef, Ref, RefField, RefKind, ref_field, ref_fields
 from .errors import (DuplicateComponentError, ParamsError, RegistryError,
                      UnknownComponentError, UnknownKindError)
 from .hookspecs import hookimpl, hookspec
@@ -20,9 +21,11 @@ from .manager import (ENTRY_POINT_GROUP, ENV_DISABLE, ENV_DISABLE_AUTOLOAD, ENV_
                       load_plugins, set_default_plugins)
 
 
-def get_registry() -> ComponentRegistry:
-    """The process-wide registry of every loaded plugin's components."""
-    return default_plugins().registry
+def get_registry(registry: ComponentRegistry | None = None) -> ComponentRegistry:
+    """``registry`` if one is given, else the process-wide registry of every loaded plugin's
+    components: the one line a function taking ``registry=None`` needs
+    (``registry = get_registry(registry)``)."""
+    return registry if registry is not None else default_plugins().registry
 
 
 def create(kind: str, name: str, params: Mapping[str, Any] | None = None, **deps: Any) -> Any:
@@ -37,7 +40,8 @@ def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
 
 __all__ = [
     "KINDS", "Kind", "FactorySignatureError", "InterfaceError", "ComponentRegistry",
-    "ComponentSpec", "NoParams", "Params", "PluginScope", "PresetSpec",
+    "ComponentSpec", "NoParams", "Params", "PluginScope", "PresetSpec", "ComponentRef", "Ref",
+    "RefField", "RefKind", "ref_field", "ref_fields",
     "DuplicateComponentError", "ParamsError", "RegistryError", "UnknownComponentError",
     "UnknownKindError", "hookimpl", "hookspec", "ENTRY_POINT_GROUP", "ENV_DISABLE",
     "ENV_DISABLE_AUTOLOAD", "ENV_LOAD", "LoadedPlugins", "PluginInfo", "PluginLoadWarning",

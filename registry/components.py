@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import (DuplicateComponentError, ParamsError, UnknownComponentError,
                      UnknownKindError)
 from .kinds import KINDS, FactorySignatureError
+from .refs import ComponentRef, RefField, ref_fields
 
 class Params(BaseModel):
     """Base of every params model: an unknown key is an error, never silently ignored.
@@ -47,8 +48,12 @@ class ComponentSpec:
     version: str | None = None
     #: components this one builds when it is built, as ``(kind, name)``; ``name`` None means
     #: "some component of that kind" (one chosen by a param). Checked once every plugin has
-    #: loaded: a component whose requirement is missing is unavailable, with a warning.
+    #: loaded: a component whose requirement is missing is unavailable, with a warning. The
+    #: default of each component reference (:attr:`refs`) is one, added at registration.
     requires: tuple[tuple[str, str | None], ...] = ()
+    #: the params model's component references (``Ref[...]`` fields): the registry builds
+    #: each and hands it to the factory as the keyword named after the field
+    refs: tuple[RefField, ...] = ()
 
     def validate_params(self, params: Mapping[str, Any] | BaseModel | None) -> BaseModel:
         """Validate raw params against this component's params model."""
@@ -57,24 +62,29 @@ class ComponentSpec:
         try:
             return self.params.model_validate(dict(params or {}))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-                for err in exc.errors())
-            raise ParamsError(
-                f"invalid params for {self.kind} {self.name!r} (plugin {self.plugin}): {problems}"
-            ) from None
+            problems = [(tuple(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+            raise self.params_error(problems) from None
+
+    def params_error(self, problems: list[tuple[tuple[str, ...], str]]) -> ParamsError:
+        text = "; ".join(f"{'.'.join(loc) or '(root)'}: {msg}" for loc, msg in problems)
+        return ParamsError(f"invalid params for {self.kind} {self.name!r} (plugin {self.plugin}):"
+                           f" {text}", problems)
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-friendly description, the stable schema of ``daer plugins show --json``."""
+        """A JSON-friendly description, the stable schema of ``daer plugins show --json``
+        (:meth:`ComponentRegistry.describe` adds the referenced components' defaults)."""
+        refs = {r.path[0]: r for r in self.refs}
         fields = []
         for fname, finfo in self.params.model_fields.items():
             default = None if finfo.is_required() else finfo.get_default(call_default_factory=True)
+            ref = refs.get(fname)
             fields.append({
                 "name": fname,
-                "type": _type_name(finfo.annotation),
+                "type": f"{ref.kind} reference" if ref else _type_name(finfo.annotation),
                 "required": finfo.is_required(),
                 "default": _jsonable(default),
                 "doc": finfo.description or "",
+                **({"ref": {"kind": ref.kind, "forward": list(ref.forward)}} if ref else {}),
             })
         return {
             "kind": self.kind, "name": self.name, "summary": self.summary,
@@ -113,6 +123,9 @@ class ComponentRegistry:
     blocked_plugins: list[str] = field(default_factory=list)
     #: ``(kind, name) -> why`` of components removed because a requirement is missing
     unavailable: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: ``kind -> name``: the component a run config gets where it names none of that kind,
+    #: declared by the plugin that provides it (``registry.add(..., default=True)``)
+    _defaults: dict[str, str] = field(default_factory=dict)
 
     # -- registration -------------------------------------------------------------------
     def add(self, spec: ComponentSpec, *, override: bool = False) -> None:
@@ -122,7 +135,8 @@ class ComponentRegistry:
         so a wrong signature is reported when the plugin registers, not when a run is built.
         """
         table = self._kind_table(spec.kind)
-        KINDS[spec.kind].check_factory(spec.factory, spec.name)
+        KINDS[spec.kind].check_factory(spec.factory, spec.name,
+                                       tuple(r.path[0] for r in spec.refs))
         existing = table.get(spec.name)
         if existing is not None and not override:
             raise DuplicateComponentError(
@@ -131,6 +145,28 @@ class ComponentRegistry:
                 f" ({spec.distribution or 'no distribution'}). Rename one, disable a plugin, or"
                 " pass override=True in the later registration to replace it on purpose.")
         table[spec.name] = spec
+
+    def set_default(self, kind: str, name: str, plugin: str, *, override: bool = False) -> None:
+        """Make ``name`` the component of ``kind`` a run config gets when it names none."""
+        self._kind_table(kind)
+        current = self._defaults.get(kind)
+        if current is not None and current != name and not override:
+            owner = self._table[kind].get(current)
+            raise DuplicateComponentError(
+                f"the default {kind} is claimed twice: {current!r} by plugin"
+                f" {owner.plugin if owner else '?'!r} and {name!r} by plugin {plugin!r}. Drop"
+                " default=True from one, or pass override=True to replace it on purpose.")
+        self._defaults[kind] = name
+
+    def default(self, kind: str) -> str | None:
+        """The default component of ``kind`` (None if no loaded plugin declares one)."""
+        self._kind_table(kind)
+        name = self._defaults.get(kind)
+        return name if name is not None and name in self._table[kind] else None
+
+    def defaults(self) -> dict[str, str]:
+        """``kind -> default name`` as declared (a declared default may be unavailable)."""
+        return dict(self._defaults)
 
     def add_preset(self, preset: PresetSpec, *, override: bool = False) -> None:
         existing = self._presets.get(preset.name)
@@ -213,8 +249,80 @@ class ComponentRegistry:
             raise FactorySignatureError(
                 f"{kind} {name!r} created with {', '.join(unknown)}, which a {kind} factory"
                 f" does not take; it is called as {contract.signature()}")
-        built = spec.factory(spec.validate_params(params), **deps)
+        validated = spec.validate_params(params)
+        referenced = {}
+        for ref in spec.refs:  # the components it uses, built first and handed in
+            field_name = ref.path[0]
+            chosen: ComponentRef | None = getattr(validated, field_name)
+            if chosen is None:
+                referenced[field_name] = None
+                continue
+            nested = KINDS[ref.kind]
+            nested_deps = {d: None for d in nested.deps if d not in nested.optional_deps}
+            nested_deps.update({d: deps[d] for d in ref.forward if d in deps})
+            try:
+                self.get(ref.kind, chosen.name)
+            except UnknownComponentError as exc:
+                raise spec.params_error([((field_name, "name"), str(exc))]) from None
+            try:
+                referenced[field_name] = self.create(ref.kind, chosen.name, chosen.params,
+                                                     **nested_deps)
+            except ParamsError as exc:
+                if not exc.problems:
+                    raise
+                raise spec.params_error([((field_name, "params", *loc), msg)
+                                         for loc, msg in exc.problems]) from None
+        built = spec.factory(validated, **deps, **referenced)
         return contract.check_built(built, name)
+
+    def resolve_params(self, kind: str, name: str,
+                       params: Mapping[str, Any] | BaseModel | None = None) -> dict[str, Any]:
+        """The params of component ``name`` as a run will use them: validated, defaults filled
+        in, and every component reference resolved the same way (its name checked, its own
+        params completed), as JSON-able data.
+
+        Raises :class:`UnknownComponentError` for ``name`` itself and :class:`ParamsError`
+        whose ``problems`` give each problem's key path inside the params (a misspelt
+        referenced name is the problem ``backbone.name: unknown image_encoder 'foo'; ...``).
+        """
+        spec = self.get(kind, name)
+        validated = spec.validate_params(params)
+        data = validated.model_dump(mode="json")
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for ref in spec.refs:
+            field_name = ref.path[0]
+            chosen: ComponentRef | None = getattr(validated, field_name)
+            if chosen is None:
+                continue
+            try:
+                resolved = self.resolve_params(ref.kind, chosen.name, chosen.params)
+            except UnknownComponentError as exc:
+                problems.append(((field_name, "name"), str(exc)))
+                continue
+            except ParamsError as exc:
+                problems.extend(((field_name, "params", *loc), msg) for loc, msg in exc.problems)
+                continue
+            data[field_name] = {"name": chosen.name, "params": resolved}
+        if problems:
+            raise spec.params_error(problems)
+        return data
+
+    def describe(self, kind: str, name: str) -> dict[str, Any]:
+        """:meth:`ComponentSpec.describe` with each reference's default resolved: the
+        referenced component's params with their own defaults filled in (nested defaults)."""
+        spec = self.get(kind, name)
+        out = spec.describe()
+        refs = {r.path[0]: r for r in spec.refs}
+        for entry in out["params"]:
+            ref, default = refs.get(entry["name"]), entry["default"]
+            if ref is None or not isinstance(default, dict) or "name" not in default:
+                continue
+            try:
+                entry["default"] = {"name": default["name"], "params": self.resolve_params(
+                    ref.kind, default["name"], default.get("params"))}
+            except (UnknownComponentError, ParamsError):
+                pass  # an unavailable default is shown as declared
+        return out
 
     def preset(self, name: str) -> PresetSpec:
         if name in self._presets:
@@ -253,15 +361,21 @@ class PluginScope:
     #: ``(kind, name)`` entries added with ``override=True``; kept so that the merge into the
     #: shared registry replaces an earlier plugin's entry instead of failing as a duplicate
     overrides: set[tuple[str, str]] = field(default_factory=set)
+    #: kinds whose default this plugin declared (``registry.add(..., default=True)``)
+    defaults: list[str] = field(default_factory=list)
 
     def add(self, kind: str, name: str, *, factory: Callable[..., Any],
             params: type[BaseModel] = NoParams, summary: str | None = None,
-            override: bool = False,
+            override: bool = False, default: bool = False,
             requires: Sequence[tuple[str, str | None]] = ()) -> None:
         """Register ``factory`` as the ``kind`` component ``name``.
 
         ``summary`` (the one line ``daer plugins list`` shows) defaults to the first paragraph
         of the factory's docstring, so the text documents the code where it is written.
+        ``default=True`` makes it the component a run config gets where it names none of this
+        kind (the core keeps no default names). The params model's component references
+        (``Ref[...]`` fields, :mod:`registry.refs`) add their default components to
+        ``requires``.
         """
         if not (isinstance(params, type) and issubclass(params, BaseModel)):
             raise TypeError(f"plugin {self.plugin}: params for {kind} {name!r} must be a"
@@ -270,13 +384,44 @@ class PluginScope:
             # the factory's own docstring: a class without one must not show its interface's
             summary = inspect.cleandoc(getattr(factory, "__doc__", None) or "").split("\n\n")[0]
         summary = " ".join(summary.split())
+        refs = tuple(ref_fields(params, nested=False))
+        self._check_refs(kind, name, params, refs)
+        needs = [(k, n) for k, n in requires]
+        for ref in refs:
+            needed = (ref.kind, ref.default.name if ref.default else None)
+            if ref.required or ref.default is not None:
+                needs.append(needed)
         self.registry.add(ComponentSpec(kind, name, factory, params, summary,
                                         self.plugin, self.distribution, self.version,
-                                        tuple((k, n) for k, n in requires)),
+                                        tuple(dict.fromkeys(needs)), refs),
                           override=override)
         self.added.append(f"{kind}:{name}")
         if override:
             self.overrides.add((kind, name))
+        if default:
+            self.defaults.append(kind)
+            self.registry.set_default(kind, name, self.plugin, override=override)
+
+    def _check_refs(self, kind: str, name: str, params: type[BaseModel],
+                    refs: tuple[RefField, ...]) -> None:
+        """A reference names a kind that exists and forwards deps both kinds take; it is a
+        direct field of the params model (the registry builds those only)."""
+        for ref in refs:
+            if ref.kind not in KINDS:
+                raise UnknownKindError(f"plugin {self.plugin}: {kind} {name!r}: params field"
+                                       f" {ref.dotted!r} refers to unknown kind {ref.kind!r};"
+                                       f" kinds: {', '.join(KINDS)}")
+            wrong = [d for d in ref.forward
+                     if d not in KINDS[kind].deps or d not in KINDS[ref.kind].deps]
+            if wrong:
+                raise FactorySignatureError(
+                    f"plugin {self.plugin}: {kind} {name!r}: params field {ref.dotted!r} forwards"
+                    f" {', '.join(wrong)}, which is not a dep of both {kind} and {ref.kind}")
+        deeper = [r.dotted for r in ref_fields(params) if len(r.path) > 1]
+        if deeper:
+            raise TypeError(f"plugin {self.plugin}: {kind} {name!r}: component references must"
+                            f" be fields of the params model itself, not of a sub-model"
+                            f" ({', '.join(deeper)})")
 
     def add_preset(self, name: str, config: dict[str, Any], *, summary: str = "",
                    extends: str | None = None, override: bool = False) -> None:

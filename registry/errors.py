@@ -45,4 +45,12 @@ class DuplicateComponentError(RegistryError):
 
 
 class ParamsError(RegistryError, ValueError):
-    """Component params that fail validation against the component's params model."""
+    """Component params that fail validation against the component's params model.
+
+    ``problems`` holds each one as ``(key path inside the params, message)``, so that a config
+    loader can put its own key path in front without reading the message back.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[tuple[str, ...], str]] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])

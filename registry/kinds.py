@@ -50,32 +50,44 @@ class Kind:
     #: deps the core may leave out (the factory must give them a default)
     optional_deps: frozenset[str] = field(default_factory=frozenset)
 
-    def signature(self) -> str:
+    def signature(self, refs: tuple[str, ...] = ()) -> str:
         """How the core calls a factory of this kind, as a plugin author would write it."""
         deps = [f"{d}=..." if d in self.optional_deps else d for d in self.deps]
+        deps += [f"{r}=<built>" for r in refs]
         return f"factory(params{''.join(', ' + d for d in deps)})"
 
-    def check_factory(self, factory: Callable[..., Any], component: str) -> None:
+    def check_factory(self, factory: Callable[..., Any], component: str,
+                      refs: tuple[str, ...] = ()) -> None:
         """Raise :class:`FactorySignatureError` unless ``factory(params, **deps)`` binds.
 
         Checked twice when some deps are optional: with every dep, and with the required ones
-        only, since the core uses both calls. A callable without an introspectable signature
-        (some builtins) cannot be checked here and is accepted; the call then decides.
+        only, since the core uses both calls. ``refs`` are the params model's component
+        references (``Ref[...]`` fields), handed to the factory built, as keywords of their
+        own names. A callable without an introspectable signature (some builtins) cannot be
+        checked here and is accepted; the call then decides.
         """
         try:
             sig = inspect.signature(factory)
         except (TypeError, ValueError):
             return
+        clash = sorted(set(refs) & set(self.deps))
+        if clash:
+            raise FactorySignatureError(
+                f"{self.name} {component!r}: params field {clash[0]!r} is a component reference"
+                f" named like a dep the core passes a {self.name} factory; rename the field")
+        built = {r: None for r in refs}
         required = {d: None for d in self.deps if d not in self.optional_deps}
         for deps in ({d: None for d in self.deps}, required):
             try:
-                sig.bind(None, **deps)
+                sig.bind(None, **deps, **built)
             except TypeError as exc:
+                with_refs = (f", and the referenced components {', '.join(refs)} as keywords"
+                             if refs else "")
                 raise FactorySignatureError(
                     f"{self.name} {component!r}: factory {_qualname(factory)}{sig} cannot be"
-                    f" called as {self.signature()} ({exc}). A {self.name} factory takes the"
-                    f" validated params model, then "
-                    f"{self._deps_phrase()}.") from None
+                    f" called as {self.signature(refs)} ({exc}). A {self.name} factory takes"
+                    f" the validated params model, then "
+                    f"{self._deps_phrase()}{with_refs}.") from None
 
     def check_built(self, obj: Any, component: str) -> Any:
         """Return ``obj`` if it implements this kind's interface, else raise InterfaceError."""

@@ -171,6 +171,11 @@ def _register_one(registry: ComponentRegistry, impls: list, info: PluginInfo) ->
                 previous = registry._presets.get(preset.name)
                 registry.add_preset(preset, override=("preset", preset.name) in scope.overrides)
                 merged.append((registry._presets, preset.name, previous))
+            for kind, name in staging.defaults().items():
+                previous = registry._defaults.get(kind)
+                registry.set_default(kind, name, info.name,
+                                     override=(kind, name) in scope.overrides)
+                merged.append((registry._defaults, kind, previous))
         except DuplicateComponentError:
             for table, name, previous in reversed(merged):  # undo this plugin's partial merge
                 if previous is None:

@@ -17,8 +17,10 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 from pydantic import ValidationError
 
+from registry import ParamsError, UnknownComponentError, get_registry, ref_fields
+
 from ..errors import ConfigError
-from .schema import COMPONENT_PATHS, RunConfig
+from .schema import RunConfig
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -172,35 +174,71 @@ def format_validation_error(exc: ValidationError, source: str, prefix: tuple = (
     return "\n".join(lines)
 
 
+def fill_default_components(data: dict[str, Any], registry, source: str = "config"
+                            ) -> dict[str, Any]:
+    """``data`` with every required component choice it leaves out set to the default its
+    kind has in the registry (declared by a plugin: ``registry.add(..., default=True)``).
+
+    Optional choices (``pipeline.text.attention``, ``dataset``) stay out. A required choice
+    with no default (its plugin is blocked, say) is a ConfigError naming the key path.
+    """
+    out = copy.deepcopy(data)
+    errors: list[str] = []
+    for ref in ref_fields(RunConfig):
+        if not ref.required:
+            continue
+        node: Any = out
+        for part in ref.path[:-1]:
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict) or ref.path[-1] in node:
+            continue  # not a mapping (the schema reports it) or chosen by the config
+        name = registry.default(ref.kind)
+        if name is None:
+            notes = "".join(f" ({what}: {', '.join(names)})" for what, names in (
+                ("blocked plugins", registry.blocked_plugins),
+                ("failed plugins", registry.failed_plugins)) if names)
+            errors.append(f"{source}: {ref.dotted}: no {ref.kind} is chosen and no loaded plugin"
+                          f" declares a default one{notes}; set {ref.dotted}.name (see `daer"
+                          f" plugins list --kind {ref.kind}`)")
+            continue
+        node[ref.path[-1]] = {"name": name}
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return out
+
+
 def resolve_components(config: RunConfig, registry, source: str = "config",
                        blame: Blame | None = None) -> RunConfig:
-    """Check every component reference against the registry and fill in params defaults."""
+    """Check every component reference against the registry and fill in params defaults,
+    references inside a component's params included (``pipeline.text.encoder.params.backbone``:
+    its name is checked and its params completed, with the key path in every error)."""
     def who(*parts: str) -> str:
         return blame(parts) if blame else source
 
-    from registry import ParamsError, UnknownComponentError  # the registry is core-level
-
     errors: list[str] = []
     data = config.model_dump()
-    for path, kind in COMPONENT_PATHS.items():
+    for ref in ref_fields(RunConfig):
         node: Any = data
-        for p in path:
+        for p in ref.path:
             node = node.get(p) if isinstance(node, dict) else None
         if node is None:
             continue
-        dotted = ".".join(path)
+        dotted = ref.dotted
         try:
-            spec = registry.get(kind, node["name"])
+            spec = registry.get(ref.kind, node["name"])
+            node["params"] = registry.resolve_params(ref.kind, node["name"],
+                                                     node.get("params") or {})
         except UnknownComponentError as exc:
-            errors.append(f"{who(*path, 'name')}: {dotted}.name: {exc}")
-            continue
-        try:
-            node["params"] = spec.validate_params(node.get("params") or {}).model_dump(mode="json")
+            errors.append(f"{who(*ref.path, 'name')}: {dotted}.name: {exc}")
         except ParamsError as exc:
-            for problem in str(exc).split(": ", 1)[1].split("; "):
-                key = problem.split(":", 1)[0].split(".")
-                errors.append(f"{who(*path, 'params', *key)}: {dotted}.params.{problem}"
-                              f"  [{kind} {spec.name!r} from plugin {spec.plugin}]")
+            if not exc.problems:
+                errors.append(f"{who(*ref.path, 'params')}: {dotted}.params: {exc}")
+            for loc, msg in exc.problems:
+                errors.append(f"{who(*ref.path, 'params', *loc)}: {dotted}.params."
+                              f"{'.'.join(loc) or '(root)'}: {msg}"
+                              f"  [{ref.kind} {spec.name!r} from plugin {spec.plugin}]")
     if errors:
         raise ConfigError("\n".join(errors))
     resolved = RunConfig.model_validate(data)
@@ -231,8 +269,6 @@ def preset_config(registry, name: str) -> dict[str, Any]:
     for ``signed-power``) drops the base's params for it. An unknown base or a cycle is a
     ConfigError naming the chain of presets.
     """
-    from registry import UnknownComponentError  # the registry is core-level
-
     chain: list[str] = []
     configs: list[dict[str, Any]] = []
     current: str | None = name
@@ -262,9 +298,7 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
     ``preset`` (or the file's own ``preset`` key) names the base config; ``dataset`` is a
     shortcut for ``dataset.name``.
     """
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    registry = get_registry(registry)
     if source is None:
         data, label = {}, "config"
     elif isinstance(source, Mapping):
@@ -288,6 +322,7 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
         data["dataset"] = ({**current, "name": dataset} if current.get("name") in (None, dataset)
                            else {"name": dataset})
     blame = override_blame(label, overrides)
+    data = fill_default_components(data, registry, label)
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:

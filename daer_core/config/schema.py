@@ -3,6 +3,12 @@
 Every model forbids unknown keys, so a typo fails with its full key path instead of being
 ignored. Component params stay plain dicts here; they are validated against each component's
 own params model when the config is resolved (:func:`daer_core.config.loading.resolve_components`).
+
+A component is chosen by a field typed ``Ref["kind"]`` (:mod:`registry.refs`): that annotation
+is the only record of where each kind is chosen (:data:`COMPONENT_PATHS` is read from it). The
+core names no component: a required choice the config leaves out is filled with the default
+a loaded plugin declares for its kind (``registry.add(..., default=True)``) when the config
+is loaded (:func:`daer_core.config.loading.fill_default_components`).
 """
 from __future__ import annotations
 
@@ -11,40 +17,35 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from registry import ComponentRef, Ref, ref_fields
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ComponentRef(Strict):
-    """A component chosen by name, with its params (validated against its params model)."""
-
-    name: str = Field(description="registered component name (see `daer plugins list`)")
-    params: dict[str, Any] = Field(default_factory=dict, description="the component's params")
-
-
 class TextConfig(Strict):
-    tokenizer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="words"))
-    encoder: ComponentRef = Field(default_factory=lambda: ComponentRef(name="word2vec-lstm"))
-    attention: ComponentRef | None = Field(
+    tokenizer: Ref["tokenizer"]
+    encoder: Ref["text_encoder"]
+    attention: Ref["text_attention"] | None = Field(
         default=None, description="text_attention placed in the encoder's attention slot")
 
 
 class ImageConfig(Strict):
-    encoder: ComponentRef = Field(default_factory=lambda: ComponentRef(name="mobilenetv3-large"))
-    attention: ComponentRef | None = Field(
+    encoder: Ref["image_encoder"]
+    attention: Ref["image_attention"] | None = Field(
         default=None, description="image_attention inserted into the backbone's blocks")
 
 
 class PipelineConfig(Strict):
     """The model: both encoders, how pairs are fused, enhanced and scored, and the loss."""
 
-    text: TextConfig = Field(default_factory=TextConfig)
-    image: ImageConfig = Field(default_factory=ImageConfig)
-    fusion: ComponentRef = Field(default_factory=lambda: ComponentRef(name="concat"))
-    enhancement: ComponentRef = Field(default_factory=lambda: ComponentRef(name="identity"))
-    relation: ComponentRef = Field(default_factory=lambda: ComponentRef(name="mlp"))
-    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="frobenius"))
+    text: TextConfig
+    image: ImageConfig
+    fusion: Ref["fusion"]
+    enhancement: Ref["enhancement"]
+    relation: Ref["relation"]
+    loss: Ref["loss"]
 
 
 class OptimizerConfig(Strict):
@@ -134,8 +135,7 @@ class TrackingConfig(Strict):
 
 
 class TrainConfig(Strict):
-    recipe: ComponentRef = Field(
-        default_factory=lambda: ComponentRef(name="daer-three-stage"),
+    recipe: Ref["recipe"] = Field(
         description="training recipe: the method's stages, steps and losses (`daer plugins "
                     "list recipe`)")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
@@ -292,25 +292,14 @@ class RunConfig(Strict):
     preset: str | None = Field(None, description="preset this config starts from")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of the run (weights, shuffling, "
                                                      "splits that a dataset draws)")
-    dataset: ComponentRef | None = None
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    dataset: Ref["dataset"] | None = None
+    pipeline: PipelineConfig
+    train: TrainConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig,
                              description="search space and budget of `daer tune`")
 
 
-#: where component references live in a RunConfig, and their kinds
-COMPONENT_PATHS: dict[tuple[str, ...], str] = {
-    ("dataset",): "dataset",
-    ("pipeline", "text", "tokenizer"): "tokenizer",
-    ("pipeline", "text", "encoder"): "text_encoder",
-    ("pipeline", "text", "attention"): "text_attention",
-    ("pipeline", "image", "encoder"): "image_encoder",
-    ("pipeline", "image", "attention"): "image_attention",
-    ("pipeline", "fusion"): "fusion",
-    ("pipeline", "enhancement"): "enhancement",
-    ("pipeline", "relation"): "relation",
-    ("pipeline", "loss"): "loss",
-    ("train", "recipe"): "recipe",
-}
+#: where component references live in a RunConfig, and their kinds: read from the
+#: ``Ref[...]`` annotations above, never kept by hand
+COMPONENT_PATHS: dict[tuple[str, ...], str] = {f.path: f.kind for f in ref_fields(RunConfig)}

@@ -12,7 +12,7 @@ from .timm_encoder import TimmParams, make_timm_encoder
 @hookimpl
 def daer_register_components(registry) -> None:
     registry.add("image_encoder", "mobilenetv3-large", factory=make_mobilenetv3_large,
-                 params=MobileNetV3Params)
+                 params=MobileNetV3Params, default=True)
     registry.add("image_attention", "dual-spatial", factory=make_dual_spatial,
                  params=DualSpatialParams)
     registry.add("image_encoder", "timm", factory=make_timm_encoder, params=TimmParams)

@@ -26,7 +26,7 @@ MCSM_VECTOR = ("MCSM networks on feature vectors: recurrent attention over the v
 @hookimpl
 def daer_register_components(registry) -> None:
     registry.add("recipe", "daer-three-stage", factory=make_daer_three_stage,
-                 params=DAERThreeStageParams)
+                 params=DAERThreeStageParams, default=True)
     registry.add("recipe", "dscmr", factory=make_dscmr, params=DSCMRParams,
                  summary="DSCMR (Zhen et al. 2019): J1 label space + alpha J2 discrimination + "
                          "beta J3 modality invariance, one joint stage")

@@ -16,12 +16,16 @@ from .product import ProductParams, make_product
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams)
+    registry.add("fusion", "concat", factory=make_concat, params=ConcatParams,
+                 default=True)
     registry.add("enhancement", "signed-power", factory=make_signed_power,
                  params=SignedPowerParams)
-    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams)
-    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams)
-    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams)
+    registry.add("enhancement", "identity", factory=make_identity, params=IdentityParams,
+                 default=True)
+    registry.add("relation", "mlp", factory=make_mlp, params=MLPRelationParams,
+                 default=True)
+    registry.add("loss", "frobenius", factory=make_frobenius, params=FrobeniusParams,
+                 default=True)
     registry.add("fusion", "product", factory=make_product, params=ProductParams)
     registry.add("relation", "cosine", factory=make_cosine, params=CosineParams)
     registry.add("relation", "euclidean", factory=make_euclidean, params=EuclideanParams)

@@ -13,9 +13,10 @@ from .word2vec_lstm import Word2VecLSTMParams, make_word2vec_lstm
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    registry.add("tokenizer", "words", factory=make_words, params=WordsParams)
+    registry.add("tokenizer", "words", factory=make_words, params=WordsParams,
+                 default=True)
     registry.add("text_encoder", "word2vec-lstm", factory=make_word2vec_lstm,
-                 params=Word2VecLSTMParams)
+                 params=Word2VecLSTMParams, default=True)
     registry.add("text_attention", "dual-region", factory=make_dual_region,
                  params=DualRegionParams)
     registry.add("text_encoder", "hf-text", factory=make_hf_text, params=HFTextParams)

@@ -190,9 +190,9 @@ class OneStage(TrainingRecipe):
 
 @hookimpl
 def daer_register_components(registry) -> None:
-    # under the name the core's config defaults to (train.recipe), so that configs built
-    # from these fakes validate without naming a recipe
-    registry.add("recipe", "daer-three-stage", factory=OneStage,
+    # the default recipe (daer's name for it), so that configs built from these fakes
+    # validate without naming a recipe
+    registry.add("recipe", "daer-three-stage", factory=OneStage, default=True,
                  summary="fake one-stage recipe")
     registry.add("tokenizer", "fake-words", factory=lambda p: Words(), summary="split on spaces")
     registry.add("text_encoder", "fake-text", factory=FakeText, params=WidthParams,
