@@ -130,7 +130,6 @@ def significance_table(index: ResultIndex, reference: str,
     head = ["Method"] + [f"{title}: {index.label(d)}" for metric, title in metrics
                          for d in ds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    notes: set[str] = set()
     min_n = None
     for other in others:
         row = [other]
@@ -149,9 +148,7 @@ def significance_table(index: ResultIndex, reference: str,
     lines.append(f"Reference: **{reference}**. Two-sided Wilcoxon signed-rank test over paired"
                  f" runs (same seed and training resample). Bonferroni threshold 0.05 / {m_tests}"
                  f" = {threshold:.4g}; `*` marks p below it.")
-    runs = index.config.runs
-    floor = smallest_exact_p(runs)
-    lines.extend(_run_count_notes(runs, threshold, min_n))
+    lines.extend(_run_count_notes(index.config.runs, threshold, min_n))
     return "\n".join(lines)
 
 
@@ -192,13 +189,13 @@ def recall_table(index: ResultIndex, dataset: str) -> str:
         means = [row[j].mean for row in summaries if row[j].n]
         best.append((min if lower else max)(means) if means else None)
     for (name, _), row in zip(rows, summaries):
-        cells = [name]
+        texts = [name]
         for j, (attr, _, _) in enumerate(RECALL_COLUMNS):
-            percent = attr not in ("rsum",) and not attr.endswith("medr")
-            cells.append(_fmt(row[j], runs, len(rows) > 1 and row[j].n > 0
+            percent = attr != "rsum" and not attr.endswith("medr")   # R@K: fractions
+            texts.append(_fmt(row[j], runs, len(rows) > 1 and row[j].n > 0
                               and row[j].mean == best[j], digits=1,
                               scale=100.0 if percent else 1.0))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(texts) + " |")
     every = [c for m in index.methods for c in index.cells(m, dataset)]
     chance = ["chance"]
     for attr, _, _ in RECALL_COLUMNS:
