@@ -1,6 +1,7 @@
-"""Experiment tracking beside the JSONL log: TensorBoard event files and, when configured,
-MLflow. The JSONL log stays the record a run is resumed and audited from; trackers are
-views of it for the tools researchers already use to compare runs.
+"""A run's events: the JSONL log (:class:`RunLog`) and, beside it, experiment tracking —
+TensorBoard event files and, when configured, MLflow. The JSONL log stays the record a run
+is resumed and audited from; trackers are views of it for the tools researchers already use
+to compare runs.
 
 Every event the trainer logs is offered to each tracker; a tracker keeps what it can show:
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -161,3 +163,31 @@ class Trackers:
             except Exception as exc:  # noqa: BLE001
                 log.warning("closing %s failed: %s", type(tracker).__name__, exc)
         self.trackers = []
+
+
+class RunLog:
+    """``<run>/log.jsonl``, one JSON object a line (``time``, ``event`` and the event's
+    fields), each event also offered to the run's trackers (opened with the first line).
+    Only the main process writes: on other ranks an event is dropped."""
+
+    def __init__(self, config, run_dir: Path, is_main: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.is_main = is_main
+        self.trackers: Trackers | None = None
+
+    def event(self, event: str, **fields: Any) -> None:
+        if not self.is_main:  # one process writes the run directory
+            return
+        rec = {"time": round(time.time(), 3), "event": event, **fields}
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.trackers is None:
+            self.trackers = Trackers.for_run(self.config, self.run_dir)
+        self.trackers.event(event, fields)
+
+    def close(self) -> None:
+        """Close the trackers (a later event opens them again)."""
+        if self.trackers is not None:
+            self.trackers.close()
+            self.trackers = None

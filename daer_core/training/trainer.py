@@ -18,10 +18,9 @@ never waits for the device: losses are summed on it and checked for finiteness e
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,17 +36,18 @@ from ..data.loader import Batch, EpochSampler, PreparedTexts, make_loader
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..evaluation.protocol import evaluate_split, resolve_protocol
 from ..evaluation.retrieval import Embedded, embed_records
-from ..interfaces import (FeatureDataset, ImageEncoder, StageSpec, TextEncoder,
-                          TrainBatch, TrainingRecipe)
+from ..interfaces import FeatureDataset, StageSpec, TrainBatch, TrainingRecipe
 from ..pipeline import RetrievalModel, build_pipeline
 from . import checkpoint as ck
 from . import distributed
 from . import run_dir as rd
-from .finetune import frozen, hold_batchnorm, parameter_groups, warm_up_learning_rates
-from .optimizers import build_optimizer
-from .runtime import (capture_rng, configure_precision, derived_seed, pick_device,
-                      resolve_bf16, resolve_workers, restore_rng, seed_everything)
-from .tracking import Trackers, require_mlflow
+from . import state as st
+from .finetune import frozen, hold_batchnorm, warm_up_learning_rates
+from .optimizers import pretrained_parameters, stage_optimizers, step_parameters
+from .runtime import (configure_precision, derived_seed, pick_device, resolve_bf16,
+                      resolve_workers, seed_everything)
+from .state import TrainerState
+from .tracking import RunLog, require_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +62,6 @@ class EpochReport:
     score: float | None   # the stage's validation score (None without a validation split)
     metrics: dict[str, Any]
     validation: str = "retrieval"   # what the score is: "retrieval" (mAP) or "accuracy"
-
-
-@dataclass
-class TrainerState:
-    """The trainer's own counters — saved in every checkpoint's ``state.json``."""
-
-    stage_index: int = 0          # index into the recipe's stages of the stage in progress
-    epoch: int = 0                # epochs completed in that stage
-    best_score: float | None = None
-    best_epoch: int | None = None
-    bad_epochs: int = 0
-    stage_step: int = 0           # optimizer steps taken in that stage (learning-rate warmup)
-    finished_training: bool = False
-    skipped_ids: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class Trainer:
@@ -157,7 +140,7 @@ class Trainer:
         #: called after every epoch's validation with an :class:`EpochReport`; an exception
         #: raised by a hook (``daer tune``'s pruner) ends the run after that epoch's log line
         self.epoch_hooks: list[Callable[[EpochReport], None]] = []
-        self._trackers: Trackers | None = None  # opened with the first log line (rank 0)
+        self._run_log = RunLog(config, self.run_dir, self.dist.is_main)
 
     def _check_inputs(self) -> None:
         """Raw pairs need raw-input encoders, feature datasets feature-level ones."""
@@ -197,132 +180,42 @@ class Trainer:
 
     # -- logging ---------------------------------------------------------------------------
     def _log(self, event: str, **fields: Any) -> None:
-        if not self.dist.is_main:  # one process writes the run directory
-            return
-        rec = {"time": round(time.time(), 3), "event": event, **fields}
-        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        if self._trackers is None:
-            self._trackers = Trackers.for_run(self.config, self.run_dir)
-        self._trackers.event(event, fields)
+        self._run_log.event(event, **fields)
 
-    # -- persistence -------------------------------------------------------------------------
-    def _tensors(self, heads: bool = True) -> dict[str, torch.Tensor]:
-        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if heads:  # the stage-1/2 classifiers, needed only until their stage is over
-            out.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
-        return out
-
-    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        heads = {k[6:]: v for k, v in tensors.items() if k.startswith("heads.")}
-        self.model.load_state_dict(model)
-        if heads:
-            self.heads.load_state_dict(heads)
-
+    # -- persistence (daer_core.training.state) ------------------------------------------------
     def _save(self, optimizers: dict[str, torch.optim.Optimizer] | None) -> None:
-        if not self.dist.is_main:
-            return
-        rng_meta, rng_tensors = capture_rng()
-        opt_meta: dict[str, dict] = {}
-        opt_tensors: dict[str, torch.Tensor] = {}
-        for step, optimizer in (optimizers or {}).items():
-            opt_meta[step], tensors = ck.flatten_optimizer(optimizer.state_dict(),
-                                                           prefix=f"opt.{step}")
-            opt_tensors.update(tensors)
-        state = {"trainer": self.state.as_dict(), "rng": rng_meta,
-                 "optimizers": opt_meta or None,
-                 "text_encoder": self.model.text_encoder.export_state()}
-        # pin the config this checkpoint was trained with: resume refuses a damaged or edited
-        # config.yaml instead of silently continuing with defaults (run_dir.check_config_digest)
-        cfg_path = self.run_dir / "config.yaml"
-        if cfg_path.is_file():
-            state["config_sha256"] = rd.config_digest(cfg_path)
-            state["config_yaml"] = cfg_path.read_text(encoding="utf-8")
-        tag = f"{self._stage_name()}-{self.state.epoch:04d}"
-        if self.state.finished_training:
-            tag = "trained"
-        ck.write_checkpoint(self.run_dir, tag, self._tensors(), state, {**rng_tensors, **opt_tensors})
-        ck.set_latest(self.run_dir, tag)
-        ck.prune_checkpoints(self.run_dir,
-                             keep={tag, "final", *(f"best-{s}" for s in self.stage_names)})
+        if self.dist.is_main:
+            st.save(self.run_dir, self.model, self.heads, self.state, self.stage_names,
+                    optimizers)
 
     def _save_weights(self, tag: str, heads: bool = True) -> None:
-        if not self.dist.is_main:
-            return
-        state = {"trainer": self.state.as_dict(), "text_encoder": self.model.text_encoder.export_state()}
-        ck.write_checkpoint(self.run_dir, tag, self._tensors(heads), state)
+        if self.dist.is_main:
+            st.save_weights(self.run_dir, tag, self.model, self.heads, self.state, heads)
 
     def _stage_name(self) -> str:
         """The stage in progress (the last one once training has finished)."""
-        return self.stage_names[min(self.state.stage_index, len(self.stage_names) - 1)]
+        return st.stage_name(self.stage_names, self.state)
 
     def _restore(self, tag: str) -> bool:
         self.dist.barrier()  # every process reads what rank 0 has just written
-        if not (self.run_dir / "checkpoints" / tag).is_dir():
-            return False
-        tensors, _, _ = ck.read_checkpoint(self.run_dir, tag)
-        self._load_tensors(tensors)
-        return True
+        return st.restore_weights(self.run_dir, tag, self.model, self.heads)
 
     def _resume(self) -> dict[str, torch.optim.Optimizer] | None:
-        tag, why = ck.resume_tag(self.run_dir)
-        if tag is None:
-            raise CheckpointError(f"{self.run_dir}: nothing to resume (no complete checkpoint);"
-                                  " start it with `daer train` instead")
-        if why:  # LATEST lost or damaged: the furthest complete checkpoint still counts
-            log.warning("%s: %s; resuming from the newest complete checkpoint %s",
-                        self.run_dir, why, tag)
-            self._log("latest_recovered", reason=why, checkpoint=tag)
-        tensors, state, extra = ck.read_checkpoint(self.run_dir, tag)
-        rd.check_config_digest(self.run_dir, tag, state)
-        self.model.text_encoder.import_state(state.get("text_encoder") or {})
-        self._load_tensors(tensors)
-        self.model.to(self.device)
-        self.heads.to(self.device)
-        self.state = TrainerState(**state["trainer"])
-        restore_rng(state["rng"], extra)
+        tag, self.state, saved, extra = st.resume(self.run_dir, self.model, self.heads,
+                                                  self.device, self._log)
         optimizers = None
-        # "optimizer": checkpoints written before recipes had several optimizer steps
-        saved = state.get("optimizers") or (
-            {"main": state["optimizer"]} if state.get("optimizer") else None)
         if saved and not self.state.finished_training:
             optimizers = self._optimizers(self._stage_name())
-            for step, meta in saved.items():
-                optimizers[step].load_state_dict(ck.unflatten_optimizer(meta, extra))
+            st.load_optimizers(optimizers, saved, extra)
         self._log("resumed", checkpoint=tag, stage=self._stage_name(), epoch=self.state.epoch)
         log.info("resumed from checkpoint %s", tag)
         return optimizers
 
     # -- one stage of the recipe ------------------------------------------------------------
-    def _stage_params(self, stage: str, step: str) -> list[nn.Parameter]:
-        """Trainable parameters of ``(stage, step)``, each once."""
-        return _unique(p for mod in self.recipe.trainable(stage, step, self.model, self.heads)
-                       for p in mod.parameters() if p.requires_grad)
-
-    def _pretrained_params(self, stage: str) -> list[nn.Parameter]:
-        """Parameters the stage's encoders loaded from pretrained weights (see
-        ``pretrained_parameters()`` on the encoder interfaces)."""
-        return _unique(p for step in self.recipe.stage(stage).steps
-                       for mod in self.recipe.trainable(stage, step, self.model, self.heads)
-                       for sub in mod.modules() if isinstance(sub, (TextEncoder, ImageEncoder))
-                       for p in sub.pretrained_parameters())
-
     def _optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
-        """One optimizer per step of the stage, over that step's parameters; pretrained ones
-        in their own group when ``backbone_lr`` is set."""
-        sc = self._stage_config(stage)
-        oc = sc.optimizer
-        pretrained = self._pretrained_params(stage)
-        out = {}
-        for step in self.recipe.stage(stage).steps:
-            params = parameter_groups(self._stage_params(stage, step), pretrained,
-                                      sc.backbone_lr)
-            out[step] = build_optimizer(params, oc)
-            if sc.warmup_steps or sc.lr_decay_every:
-                for group in out[step].param_groups:  # saved with the optimizer's state
-                    group.setdefault("initial_lr", group["lr"])
-        return out
+        """One optimizer per step of the stage (:func:`.optimizers.stage_optimizers`)."""
+        return stage_optimizers(self.recipe, self.model, self.heads, stage,
+                                self._stage_config(stage))
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
@@ -382,7 +275,7 @@ class Trainer:
         loader = self._stage_loader
         loader.sampler.set_epoch(
             derived_seed(self.config.seed, self.state.stage_index, self.state.epoch))
-        pretrained = self._pretrained_params(stage)
+        pretrained = pretrained_parameters(self.recipe, self.model, self.heads, stage)
         warm_up = self.state.epoch < sc.frozen_backbone_epochs  # backbone frozen this epoch
         self.model.train()
         self.heads.train()
@@ -404,7 +297,8 @@ class Trainer:
         sc = self._stage_config(stage)
         clip = self.config.train.grad_clip
         every = self.config.train.finite_check_every
-        params = {step: self._stage_params(stage, step) for step in spec.steps}
+        params = {step: step_parameters(self.recipe, self.model, self.heads, stage, step)
+                  for step in spec.steps}
         sums: dict[str, torch.Tensor] = {}   # loss terms x pairs, summed on the device
         count, steps, lone = 0, 0, 0
         bar = tqdm(loader, desc=f"{spec.title} epoch {self.state.epoch + 1}/{sc.epochs}",
@@ -744,9 +638,7 @@ class Trainer:
         return val
 
     def close_trackers(self) -> None:
-        if self._trackers is not None:
-            self._trackers.close()
-            self._trackers = None
+        self._run_log.close()
 
     def evaluate(self) -> dict:
         """Test-split metrics (written by rank 0; every process returns them)."""
@@ -766,12 +658,6 @@ class Trainer:
             self._log("test", **fields)
             self.close_trackers()
         return self.dist.broadcast(metrics)
-
-
-def _unique(params) -> list[nn.Parameter]:
-    """``params`` in order, each parameter once (modules may share layers)."""
-    seen: set[int] = set()
-    return [p for p in params if not (id(p) in seen or seen.add(id(p)))]
 
 
 class _RecipeModule(nn.Module):
