@@ -9,14 +9,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .first_stage import DEFAULT_METHOD, LearnedStage, teacher_logits
+from .first_stage import DEFAULT_METHOD, STAGES, LearnedStage, teacher_logits
 from .gallery import GallerySource
 from .index import DEFAULT_FIT_ITEMS, DEFAULT_SHARD_SIZE, BuildReport, GalleryIndex
 
 log = logging.getLogger(__name__)
 
 #: first stages that learn from the training split's embeddings
-LEARNED = ("learned", "distilled", "taylor")
+LEARNED = tuple(name for name, cls in STAGES.items() if cls.fitted)
 #: when ``index_gallery`` refines a ``learned`` first stage on the gallery
 REFINE_CHOICES = ("auto", "always", "never")
 
