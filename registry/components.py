@@ -100,7 +100,9 @@ class PresetSpec:
 
     With ``extends`` the config holds only the differences from another preset, merged over
     it when a run config is loaded (``daer_core.config.loading.preset_config``); the base may
-    come from another plugin, so it is looked up then, not at registration.
+    come from another plugin, so it is looked up then, not at registration. An ``abstract``
+    preset is a shared parent only: other presets extend it, a run cannot start from it, and
+    :meth:`ComponentRegistry.presets` leaves it out unless asked.
     """
 
     name: str
@@ -109,6 +111,7 @@ class PresetSpec:
     plugin: str
     distribution: str | None = None
     extends: str | None = None
+    abstract: bool = False
 
 
 @dataclass
@@ -332,8 +335,15 @@ class ComponentRegistry:
         raise UnknownComponentError("preset", name, available, suggestions, self.failed_plugins,
                                     self.blocked_plugins)
 
-    def presets(self, pattern: str = "*") -> list[PresetSpec]:
-        return [self._presets[n] for n in sorted(self._presets) if fnmatch.fnmatchcase(n, pattern)]
+    def presets(self, pattern: str = "*", *, abstract: bool = False) -> list[PresetSpec]:
+        """Presets a run can start from whose names match ``pattern``; ``abstract=True`` adds
+        the shared parents."""
+        return [self._presets[n] for n in sorted(self._presets) if fnmatch.fnmatchcase(n, pattern)
+                and (abstract or not self._presets[n].abstract)]
+
+    def children(self, name: str) -> list[str]:
+        """Presets that extend ``name`` directly."""
+        return [n for n in sorted(self._presets) if self._presets[n].extends == name]
 
     def _kind_table(self, kind: str) -> dict[str, ComponentSpec]:
         try:
@@ -424,11 +434,15 @@ class PluginScope:
                             f" ({', '.join(deeper)})")
 
     def add_preset(self, name: str, config: dict[str, Any], *, summary: str = "",
-                   extends: str | None = None, override: bool = False) -> None:
+                   extends: str | None = None, override: bool = False,
+                   abstract: bool = False) -> None:
+        """Register a named partial run config; ``abstract=True`` makes it a shared parent
+        that presets ``extends`` and no run starts from."""
         if extends == name:
             raise ValueError(f"plugin {self.plugin}: preset {name!r} extends itself")
         self.registry.add_preset(PresetSpec(name, config, summary.strip(), self.plugin,
-                                            self.distribution, extends), override=override)
+                                            self.distribution, extends, abstract),
+                                 override=override)
         self.added.append(f"preset:{name}")
         if override:
             self.overrides.add(("preset", name))

@@ -41,4 +41,6 @@ def daer_register_presets(registry) -> None:
     Call ``registry.add_preset(name, config_dict, summary=..., extends=None)``; with
     ``extends="daer"`` the dict holds only the differences from that preset. A preset is
     merged under the user's config, so anything in it can be overridden with ``--set``.
+    ``abstract=True`` registers a shared parent: blocks several presets extend, never a run's
+    starting point.
     """

@@ -167,7 +167,7 @@ def _register_one(registry: ComponentRegistry, impls: list, info: PluginInfo) ->
                 previous = table.get(spec.name)
                 registry.add(spec, override=(spec.kind, spec.name) in scope.overrides)
                 merged.append((table, spec.name, previous))
-            for preset in staging.presets():
+            for preset in staging.presets(abstract=True):
                 previous = registry._presets.get(preset.name)
                 registry.add_preset(preset, override=("preset", preset.name) in scope.overrides)
                 merged.append((registry._presets, preset.name, previous))

@@ -64,7 +64,7 @@ def list_payload(kind: str | None = None) -> dict[str, Any]:
         specs = []
     else:
         specs = reg.list(kind)  # raises UnknownKindError (exit 2) with a did-you-mean
-    presets = reg.presets() if kind in (None, PRESET_KIND) else []
+    presets = reg.presets(abstract=True) if kind in (None, PRESET_KIND) else []
     return {
         "schema": LIST_SCHEMA,
         "components": [
@@ -72,7 +72,8 @@ def list_payload(kind: str | None = None) -> dict[str, Any]:
              "distribution": s.distribution, "version": s.version} for s in specs],
         "presets": [
             {"name": p.name, "summary": p.summary, "plugin": p.plugin,
-             "distribution": p.distribution} for p in presets],
+             "distribution": p.distribution, **({"abstract": True} if p.abstract else {})}
+            for p in presets],
         "plugins": [info.as_dict() for info in loaded.plugins],
     }
 
@@ -92,8 +93,8 @@ def run_list(args: argparse.Namespace) -> int:
     if args.kind in (None, PRESET_KIND):
         presets = payload["presets"]
         out.append(f"\nPresets ({len(presets)}):" if out else f"Presets ({len(presets)}):")
-        out.extend(_table([[p["name"], _provider(p), p["summary"]] for p in presets])
-                   or ["  (none)"])
+        out.extend(_table([[p["name"] + (" (abstract)" if p.get("abstract") else ""),
+                             _provider(p), p["summary"]] for p in presets]) or ["  (none)"])
     plugins = payload["plugins"]
     counts = {s: sum(p["status"] == s for p in plugins) for s in ("loaded", "failed", "blocked")}
     out.append(f"\nPlugins ({counts['loaded']} loaded, {counts['failed']} failed,"
@@ -154,8 +155,8 @@ def show_payload(name: str, kind: str | None = None) -> dict[str, Any]:
         preset = None
     found = len(matches) + (preset is not None)
     if found == 0:
-        entries = [(s.name, s.kind) for s in reg.list()] + [(p.name, PRESET_KIND)
-                                                             for p in reg.presets()]
+        entries = [(s.name, s.kind) for s in reg.list()] + [
+            (p.name, PRESET_KIND) for p in reg.presets(abstract=True)]
         close = difflib.get_close_matches(name, sorted({n for n, _ in entries}), n=3, cutoff=0.5)
         msg = f"no component or preset is named {name!r}"
         if close:
@@ -182,7 +183,7 @@ def _preset_payload(preset) -> dict[str, Any]:
     return {"schema": SHOW_SCHEMA, "kind": PRESET_KIND, "name": preset.name,
             "summary": preset.summary, "plugin": preset.plugin,
             "distribution": preset.distribution, "extends": preset.extends,
-            "config": preset.config}
+            "abstract": preset.abstract, "config": preset.config}
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -233,6 +234,8 @@ def _render_preset(d: dict[str, Any]) -> list[str]:
     lines = _render_header(d)
     if d["extends"]:
         lines.append(f"  extends:      {d['extends']} (the config below is what differs)")
+    if d.get("abstract"):
+        lines.append("  abstract:     a shared parent that presets extend; no run starts from it")
     lines.append("  config (merged under yours; `daer config show --preset NAME` resolves it):")
     dumped = yaml.safe_dump(d["config"], sort_keys=False, default_flow_style=False).rstrip()
     lines.extend("    " + line for line in dumped.splitlines())

@@ -313,6 +313,11 @@ def load_run_config(source: str | Path | Mapping[str, Any] | None = None, *,
             base = preset_config(registry, preset_name)
         except ConfigError as exc:
             raise ConfigError(f"{label}: preset: {exc}") from None
+        if registry.preset(preset_name).abstract:
+            children = ", ".join(registry.children(preset_name)) or "none"
+            raise ConfigError(f"{label}: preset: {preset_name!r} is abstract, a parent that"
+                              f" presets extend (its children: {children}); start from one of"
+                              " them, or write `extends:` in a preset of your own")
         data = deep_merge(base, data)
         data["preset"] = preset_name
     if dataset:

@@ -95,3 +95,46 @@ def test_extends_chains_and_its_errors(reg):
     reg.add_preset(PresetSpec("loop-b", {}, "", "test", extends="loop-a"))
     with pytest.raises(ConfigError, match="cycle: loop-a -> loop-b -> loop-a"):
         load_run_config(None, preset="loop-a", registry=reg)
+
+
+# -- shared parents -------------------------------------------------------------------------
+PARENTS = {"two-tower": {"acmr", "cm-gans", "dscmr", "fgcrossnet", "fgcrossnet-shapes",
+                         "mcsm-spaces"},
+           "daer-two-tower": {"contrastive-shapes", "vse-shapes"},
+           "mcsm-spaces": {"mcsm", "mcsm-shapes"}}
+
+
+def test_presets_sharing_blocks_share_an_abstract_parent(reg):
+    """The blocks two-tower presets have in common are written once, in an abstract parent
+    (no attention slot and the cosine relation; daer's components under cosine; MCSM's
+    recipe, relation and space); no run starts from a parent."""
+    from daer_core.errors import ConfigError
+
+    for parent, children in PARENTS.items():
+        assert reg.preset(parent).abstract and set(reg.children(parent)) == children, parent
+        assert parent not in {p.name for p in reg.presets()}
+        assert parent in {p.name for p in reg.presets(abstract=True)}
+        with pytest.raises(ConfigError, match=rf"'{parent}' is abstract, a parent that presets"
+                                              r" extend \(its children: "):
+            load_run_config(None, preset=parent, registry=reg)
+    for name, text in preset_files():
+        config = read_preset(f"{name}.yaml", text)[1]
+        pipeline = config.get("pipeline", {})
+        if (pipeline.get("relation") or {}).get("name") == "cosine":
+            assert name in PARENTS, f"{name} restates the cosine relation of a parent"
+        if reg.preset(name).extends in ("two-tower", "mcsm-spaces"):
+            for side in ("text", "image"):
+                assert "attention" not in pipeline.get(side, {}), (name, side)
+    # a child resolves with the parent's blocks
+    cfg = load_run_config(None, preset="fgcrossnet-shapes", registry=reg)
+    assert cfg.pipeline.text.attention is None and cfg.pipeline.image.attention is None
+    assert (cfg.pipeline.relation.name, cfg.pipeline.relation.params["mapping"]) == (
+        "cosine", "affine")
+
+
+def test_an_abstract_flag_must_be_a_boolean():
+    from plugins.presets import is_abstract
+    assert is_abstract("summary: s\nabstract: true\nconfig: {}") is True
+    assert is_abstract("summary: s\nconfig: {}") is False
+    with pytest.raises(ValueError, match="x.yaml: 'abstract' must be true or false"):
+        read_preset("x.yaml", "summary: s\nabstract: maybe\nconfig: {}")
