@@ -1,13 +1,6 @@
-"""A gallery index on disk: embeddings, relation-head halves, item metadata and FAISS indexes.
-
-Layout of an index folder::
-
-    index.json            schema, the run it belongs to (path + weights fingerprint),
-                          first-stage method, ANN settings per side, the jobs, item counts
-    first_stage.npz       what the first stage learned (see first_stage.py)
-    shards/jJJJ-sSSSSS.npz  one shard of one job: raw embeddings and halves of both sides,
-                          item metadata as JSON (written atomically; present = done)
-    text.faiss, image.faiss  the first-stage ANN index of each side
+"""A gallery index: embeddings, relation-head halves, item metadata and FAISS indexes,
+opened for searching or extended with another gallery source. The files and their layout:
+:mod:`.storage`.
 
 A *job* is one ``--gallery`` source added to the index. Its items are embedded in shards of
 ``shard_size`` items; a build that is interrupted (Ctrl-C, a crash, a full disk) leaves its
@@ -21,76 +14,34 @@ and row ``r`` of a side is row ``r`` of its FAISS index.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DaerError, DataError
+from ..errors import ConfigError, DataError
 from . import ann
 from .first_stage import DEFAULT_METHOD, FirstStage, fit_first_stage, load_first_stage
 from .gallery import GalleryItem, GallerySource
-from .scoring import SIDES, PairScorer, Side
+from .scoring import SIDES, PairScorer
+from .storage import (SCHEMA, SearchIndexError, SideData, complete_jobs, ids_digest, read_info,
+                      read_shard, read_sides, shard_path, weights_fingerprint, write_info,
+                      write_shard)
+
+__all__ = ["BuildReport", "DEFAULT_FIT_ITEMS", "DEFAULT_SHARD_SIZE", "GalleryIndex", "SCHEMA",
+           "SearchIndexError", "SideData", "source_items", "weights_fingerprint"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "daer.search-index/1"
 DEFAULT_SHARD_SIZE = 2048
 #: training pairs (texts and images each) the distilled first stage is fitted on at most
 DEFAULT_FIT_ITEMS = 1024
-
-
-class SearchIndexError(DaerError):
-    """An index folder that is missing, incomplete, or belongs to another model."""
-
-
-def weights_fingerprint(run_dir: Path) -> str:
-    """sha256 over the files of ``checkpoints/final``: an index is only valid for the exact
-    weights it was embedded with, and a retrained run in the same folder must be noticed."""
-    final = Path(run_dir) / "checkpoints" / "final"
-    if not final.is_dir():
-        raise SearchIndexError(f"{run_dir}: no checkpoints/final (training has not finished)")
-    h = hashlib.sha256()
-    for f in sorted(final.iterdir()):
-        if f.is_file():
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _ids_digest(items: Sequence[GalleryItem]) -> str:
-    h = hashlib.sha256()
-    for it in items:
-        h.update(it.id.encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-@dataclass
-class SideData:
-    """Everything stored about one side, in row order."""
-
-    embedding: torch.Tensor
-    half: torch.Tensor | None
-    meta: list[dict[str, Any]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.meta)
 
 
 @dataclass
@@ -156,7 +107,7 @@ class GalleryIndex:
             "counts": {"text": 0, "image": 0},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        _atomic_json(root / "index.json", info)
+        write_info(root, info)
         index = cls(root, info, scorer, stage)
         index._load_sides()
         return index
@@ -167,15 +118,7 @@ class GalleryIndex:
         was built with that run's current weights."""
         root = Path(root)
         path = root / "index.json"
-        if not path.is_file():
-            raise SearchIndexError(f"{root}: not a gallery index (index.json missing); build"
-                                   f" one with `daer index RUN --gallery ... --out {root}`")
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SearchIndexError(f"{path}: unreadable: {exc}") from None
-        if info.get("schema") != SCHEMA:
-            raise SearchIndexError(f"{path}: schema {info.get('schema')!r}, expected {SCHEMA!r}")
+        info = read_info(root)
         if run_dir is not None:
             fp = weights_fingerprint(run_dir)
             if fp != info.get("run_fingerprint"):
@@ -195,64 +138,34 @@ class GalleryIndex:
         return index
 
     def _complete_jobs(self) -> list[dict[str, Any]]:
-        return [j for j in self.info["jobs"] if j.get("complete")]
+        return complete_jobs(self.info)
 
     def _shard_path(self, job: int, shard: int) -> Path:
-        return self.root / "shards" / f"j{job:03d}-s{shard:05d}.npz"
+        return shard_path(self.root, job, shard)
+
+    def _read_shard(self, job: int, shard: int) -> dict[str, Any]:
+        return read_shard(self.root, job, shard)
 
     def _load_sides(self) -> None:
         """Read every shard of every complete job and the FAISS files."""
-        emb: dict[str, list[torch.Tensor]] = {s: [] for s in SIDES}
-        half: dict[str, list[torch.Tensor]] = {s: [] for s in SIDES}
-        meta: dict[str, list[dict]] = {s: [] for s in SIDES}
-        for job in self._complete_jobs():
-            for shard in range(job["shards"]):
-                data = self._read_shard(job["job"], shard)
-                for side in SIDES:
-                    rows = data[f"{side}_pos"]
-                    if len(rows) == 0:
-                        continue
-                    emb[side].append(torch.from_numpy(data[f"{side}_embedding"]))
-                    if self.scorer.splits:
-                        half[side].append(torch.from_numpy(data[f"{side}_half"]))
-                    items = data["items"]
-                    meta[side].extend({**items[int(p)], "job": job["job"],
-                                       "position": shard * job["shard_size"] + int(p)}
-                                      for p in rows)
+        sides = read_sides(self.root, self.info, self.scorer)
         for side in SIDES:
-            dim = self.scorer.dim(side)
-            e = torch.cat(emb[side]) if emb[side] else torch.zeros(0, dim)
-            h = None
-            if self.scorer.splits:
-                h = torch.cat(half[side]) if half[side] else torch.zeros(0, self.scorer.hidden_dim)
-            self.sides[side] = SideData(e, h, meta[side])
-            if len(meta[side]) != self.info["counts"].get(side, 0):
+            self.sides[side] = sides[side]
+            n = len(sides[side])
+            if n != self.info["counts"].get(side, 0):
                 raise SearchIndexError(
                     f"{self.root}: index.json counts {self.info['counts'].get(side, 0)} {side}"
-                    f" items but the shards hold {len(meta[side])}; the index folder was changed"
+                    f" items but the shards hold {n}; the index folder was changed"
                     f" by hand or is damaged — rebuild it")
             settings = self.info["ann"]["sides"].get(side)
-            if settings is not None and len(meta[side]):
+            if settings is not None and n:
                 self.settings[side] = ann.AnnSettings.from_dict(settings)
                 self.ann[side] = ann.load(self.root / f"{side}.faiss", self.settings[side])
-                if self.ann[side].ntotal != len(meta[side]):
+                if self.ann[side].ntotal != n:
                     raise SearchIndexError(
                         f"{self.root / (side + '.faiss')}: holds {self.ann[side].ntotal} rows,"
-                        f" the index has {len(meta[side])} {side} items; run the same"
+                        f" the index has {n} {side} items; run the same"
                         f" `daer index` command again to repair it")
-
-    def _read_shard(self, job: int, shard: int) -> dict[str, Any]:
-        path = self._shard_path(job, shard)
-        try:
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-            data["items"] = json.loads(data.pop("meta").tobytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise SearchIndexError(f"{path}: shard missing from a finished job; rebuild the"
-                                   f" index") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise SearchIndexError(f"{path}: unreadable shard: {exc}") from None
-        return data
 
     # ---------------------------------------------------------------- adding a source
 
@@ -274,7 +187,7 @@ class GalleryIndex:
                                0, True, time.perf_counter() - started, self.counts(),
                                self._ann_kinds())
         self._check_ids(items)
-        if job is not None and job["ids_sha256"] != _ids_digest(items):
+        if job is not None and job["ids_sha256"] != ids_digest(items):
             raise SearchIndexError(
                 f"{self.root}: an interrupted job for this gallery ({source.spec}) listed other"
                 f" items than the gallery has now; remove its shards"
@@ -284,9 +197,9 @@ class GalleryIndex:
             job = {"job": len(self.info["jobs"]), "key": source.key, "source": source.spec,
                    "count": len(items), "shard_size": shard_size,
                    "shards": (len(items) + shard_size - 1) // shard_size,
-                   "ids_sha256": _ids_digest(items), "complete": False, "skipped": []}
+                   "ids_sha256": ids_digest(items), "complete": False, "skipped": []}
             self.info["jobs"].append(job)
-            _atomic_json(self.root / "index.json", self.info)
+            write_info(self.root, self.info)
         size = job["shard_size"]
         done = [s for s in range(job["shards"]) if self._shard_path(job["job"], s).is_file()]
         todo = [s for s in range(job["shards"]) if s not in done]
@@ -325,7 +238,7 @@ class GalleryIndex:
         job["skipped_count"] = len(skipped)
         for side in SIDES:
             self.info["counts"][side] = self.info["counts"].get(side, 0) + added[side]
-        _atomic_json(self.root / "index.json", self.info)
+        write_info(self.root, self.info)
         self._load_sides()
         return BuildReport(job["job"], source.spec, len(items), added, skipped, len(done), False,
                            time.perf_counter() - started, self.counts(), self._ann_kinds())
@@ -344,26 +257,20 @@ class GalleryIndex:
                             f" both")
 
     def _write_shard(self, job: int, shard: int, chunk: Sequence[GalleryItem], got) -> None:
-        arrays: dict[str, np.ndarray] = {}
+        """Store what :func:`~.embedding.embed_items` returned for ``chunk``, with the halves
+        of the embeddings when the model splits."""
+        sides: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         for side in SIDES:
             pos = got.image_pos if side == "image" else got.text_pos
             emb = got.image if side == "image" else got.text
             if emb is None:
                 emb = torch.zeros(0, self.scorer.dim(side))
-            arrays[f"{side}_pos"] = np.asarray(pos, dtype=np.int64)
-            arrays[f"{side}_embedding"] = emb.numpy().astype(np.float32)
+            half = None
             if self.scorer.splits:
                 device = next(self.scorer.model.parameters()).device
-                arrays[f"{side}_half"] = self.scorer.halves(side, emb.to(device)).float().cpu().numpy()
-        arrays["skipped_pos"] = np.asarray([p for p, _ in got.skipped], dtype=np.int64)
-        arrays["skipped_reason"] = np.frombuffer(
-            json.dumps([r for _, r in got.skipped]).encode("utf-8"), dtype=np.uint8)
-        arrays["meta"] = np.frombuffer(json.dumps([it.meta() for it in chunk]).encode("utf-8"),
-                                       dtype=np.uint8)
-        path = self._shard_path(job, shard)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+                half = self.scorer.halves(side, emb.to(device)).float().cpu().numpy()
+            sides[side] = (np.asarray(pos, dtype=np.int64), emb.numpy().astype(np.float32), half)
+        write_shard(self.root, job, shard, sides, got.skipped, [it.meta() for it in chunk])
 
     def _extend_ann(self, added: dict[str, int], new_vectors: dict[str, list[np.ndarray]]) -> None:
         """Append the job's rows to each side's FAISS index, or re-index the side when the
@@ -418,12 +325,12 @@ class GalleryIndex:
             self.ann[side], self.settings[side] = index, settings
         self.first_stage = stage
         self.info["first_stage"] = {"method": stage.name, "fit": fit_note, **(details or {})}
-        _atomic_json(self.root / "index.json", self.info)
+        write_info(self.root, self.info)
 
     def record_first_stage(self, **details: Any) -> None:
         """Add facts about the first stage to ``index.json`` (e.g. how it was refined)."""
         self.info["first_stage"].update(details)
-        _atomic_json(self.root / "index.json", self.info)
+        write_info(self.root, self.info)
 
     # ---------------------------------------------------------------- facts
 
