@@ -13,7 +13,8 @@
   row of every split, with its text, image and labels.
 
 Items are kept as :class:`GalleryItem` — one per pair or image. An item with an image is
-searchable by text queries; one with a text by image queries.
+searchable by text queries; one with a text by image queries. An index stores each source's
+spec; :func:`source_items` re-creates its items from it.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 from ..config.loading import apply_overrides
 from ..errors import ConfigError, DataError
 from ..interfaces.data import SPLITS, ImageRef, PairDataset
+from .storage import SearchIndexError
 
 #: file name endings treated as images when a folder is indexed (the content still decides
 #: whether an image decodes: files that do not are skipped and reported)
@@ -164,6 +166,23 @@ def resolve_gallery(spec: str, run_config, *, params: Sequence[str] = (), prefix
     raise ConfigError(f"--gallery {text}: no such file or folder, and not a split"
                       f" ({', '.join(SPLIT_WORDS)}) or dataset:NAME[:SPLIT]")
 
+
+def source_items(spec: dict[str, Any], registry=None) -> list[GalleryItem]:
+    """Re-create the items of a stored job source (to draw images that have no file)."""
+    if registry is None:
+        from registry import get_registry
+        registry = get_registry()
+    kind = spec.get("kind")
+    prefix = spec.get("prefix", "")
+    if kind in ("split", "dataset"):
+        dataset = registry.create("dataset", spec["dataset"], spec["params"])
+        return items_from_dataset(dataset, spec["split"], prefix)
+    if kind == "folder":
+        return items_from_folder(Path(spec["path"]), prefix)
+    if kind == "manifest":
+        dataset = registry.create("dataset", "manifest", {"root": spec["path"]})
+        return items_from_dataset(dataset, "all", prefix)
+    raise SearchIndexError(f"unknown gallery source kind {kind!r}")
 
 def _plain(value: Any) -> Any:
     """Params as JSON-ready values (tuples become lists), so specs compare after a reload."""

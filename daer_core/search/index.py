@@ -28,7 +28,7 @@ import torch
 from ..errors import ConfigError, DataError
 from . import ann
 from .first_stage import DEFAULT_METHOD, FirstStage, fit_first_stage, load_first_stage
-from .gallery import GalleryItem, GallerySource
+from .gallery import GalleryItem, GallerySource, source_items
 from .scoring import SIDES, PairScorer
 from .storage import (SCHEMA, SearchIndexError, SideData, complete_jobs, ids_digest, read_info,
                       read_shard, read_sides, shard_path, weights_fingerprint, write_info,
@@ -346,23 +346,4 @@ class GalleryIndex:
                 "first_stage": self.info["first_stage"], "ann": self.info["ann"]["sides"],
                 "sources": [j["source"] for j in self._complete_jobs()],
                 "run_dir": self.info["run_dir"]}
-
-
-def source_items(spec: dict[str, Any], registry=None) -> list[GalleryItem]:
-    """Re-create the items of a stored job source (to draw images that have no file)."""
-    from .gallery import items_from_dataset, items_from_folder
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
-    kind = spec.get("kind")
-    prefix = spec.get("prefix", "")
-    if kind in ("split", "dataset"):
-        dataset = registry.create("dataset", spec["dataset"], spec["params"])
-        return items_from_dataset(dataset, spec["split"], prefix)
-    if kind == "folder":
-        return items_from_folder(Path(spec["path"]), prefix)
-    if kind == "manifest":
-        dataset = registry.create("dataset", "manifest", {"root": spec["path"]})
-        return items_from_dataset(dataset, "all", prefix)
-    raise SearchIndexError(f"unknown gallery source kind {kind!r}")
 
