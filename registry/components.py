@@ -289,12 +289,18 @@ class ComponentRegistry:
         referenced name is the problem ``backbone.name: unknown image_encoder 'foo'; ...``).
         """
         spec = self.get(kind, name)
-        validated = spec.validate_params(params)
-        data = validated.model_dump(mode="json")
         problems: list[tuple[tuple[str, ...], str]] = []
+        try:
+            validated = spec.validate_params(params)
+        except ParamsError as exc:  # still check the references, to report every problem
+            problems, validated = list(exc.problems), None
+        data = validated.model_dump(mode="json") if validated is not None else {}
         for ref in spec.refs:
             field_name = ref.path[0]
-            chosen: ComponentRef | None = getattr(validated, field_name)
+            if validated is not None:
+                chosen: ComponentRef | None = getattr(validated, field_name)
+            else:
+                chosen = _raw_ref(params, field_name, problems)
             if chosen is None:
                 continue
             try:
@@ -446,6 +452,18 @@ class PluginScope:
         self.added.append(f"preset:{name}")
         if override:
             self.overrides.add(("preset", name))
+
+
+def _raw_ref(params: Any, field_name: str, problems: list) -> ComponentRef | None:
+    """The reference ``field_name`` as given in params that failed validation, when it is
+    well-formed and has no problem of its own (None otherwise)."""
+    if isinstance(params, BaseModel) or any(loc[:1] == (field_name,) for loc, _ in problems):
+        return None
+    value = dict(params or {}).get(field_name)
+    try:
+        return ComponentRef.model_validate(value) if isinstance(value, Mapping) else None
+    except ValidationError:
+        return None
 
 
 def _type_name(annotation: Any) -> str:

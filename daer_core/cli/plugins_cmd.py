@@ -147,7 +147,7 @@ def show_payload(name: str, kind: str | None = None) -> dict[str, Any]:
     if kind == PRESET_KIND:
         return _preset_payload(reg.preset(name))
     if kind is not None:
-        return _component_payload(reg.get(kind, name))
+        return _component_payload(reg, reg.get(kind, name))
     matches = reg.find(name)
     try:
         preset = reg.preset(name)
@@ -172,11 +172,14 @@ def show_payload(name: str, kind: str | None = None) -> dict[str, Any]:
         kinds = [s.kind for s in matches] + ([PRESET_KIND] if preset else [])
         raise RegistryError(f"{name!r} is registered in several kinds: {', '.join(kinds)};"
                             f" pass --kind KIND to choose one (e.g. --kind {kinds[0]})")
-    return _component_payload(matches[0]) if matches else _preset_payload(preset)
+    return _component_payload(reg, matches[0]) if matches else _preset_payload(preset)
 
 
-def _component_payload(spec) -> dict[str, Any]:
-    return {"schema": SHOW_SCHEMA, **spec.describe(), "config_paths": config_paths(spec.kind)}
+def _component_payload(reg, spec) -> dict[str, Any]:
+    """``describe()`` with each component reference's default resolved by the registry (the
+    referenced component's params with their defaults: nested defaults)."""
+    return {"schema": SHOW_SCHEMA, **reg.describe(spec.kind, spec.name),
+            "config_paths": config_paths(spec.kind)}
 
 
 def _preset_payload(preset) -> dict[str, Any]:
@@ -218,16 +221,39 @@ def _render_component(d: dict[str, Any]) -> list[str]:
     if d["config_paths"]:
         lines.append(f"  chosen at:    {', '.join(d['config_paths'])}"
                      f" (name: {d['name']}, params: {{...}})")
+    if d.get("requires"):
+        lines.append("  requires:     " + ", ".join(
+            f"{r['kind']} {r['name']!r}" if r["name"] else f"a {r['kind']}"
+            for r in d["requires"]) + " (checked when the plugins load)")
     if not d["params"]:
         lines.append("  params: (none)")
         return lines
     lines.append("  params:")
     for p in d["params"]:
-        default = "required" if p["required"] else f"default {json.dumps(p['default'])}"
+        ref = p.get("ref")
+        nested = ref is not None and isinstance(p["default"], dict)
+        if p["required"]:
+            default = "required"
+        elif nested:
+            default = f"default {p['default']['name']}"
+        else:
+            default = f"default {json.dumps(p['default'])}"
         lines.append(f"    {p['name']}: {p['type']}  ({default})")
         if p["doc"]:
             lines.append(f"        {p['doc']}")
+        if nested:  # the referenced component's params, defaults filled in
+            lines.append(f"        {p['name']}.params ({ref['kind']} {p['default']['name']!r}"
+                         f" defaults; `daer plugins show {p['default']['name']}` documents"
+                         " them):")
+            lines.extend(f"          {line}" for line in _yaml_lines(
+                p["default"].get("params") or {}))
     return lines
+
+
+def _yaml_lines(data: dict[str, Any]) -> list[str]:
+    if not data:
+        return ["(none)"]
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip().splitlines()
 
 
 def _render_preset(d: dict[str, Any]) -> list[str]:

@@ -39,3 +39,9 @@ class ImageEncoder(Encoder):
 
     @abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)``: the backbone's last spatial feature map, before pooling and the
+        projection (MCSM's image network reads its positions as image regions). Optional:
+        the default raises a PipelineError naming the encoder."""
+        raise self.unsupported("feature_map()", "spatial feature map")

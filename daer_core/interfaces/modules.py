@@ -12,6 +12,8 @@ from abc import ABCMeta
 
 from torch import nn
 
+from ..errors import PipelineError
+
 
 class Module(nn.Module, metaclass=ABCMeta):
     """An ``nn.Module`` whose abstract methods must be implemented by its subclasses."""
@@ -36,3 +38,26 @@ class Encoder(Module):
         way. Default: none — the encoder starts from random weights.
         """
         return []
+
+    # -- what other components may use of an encoder (recipes, encoders built on encoders) --
+    # Named here so that no recipe reaches into an encoder's attributes (``.net``, ``.proj``,
+    # ``.backbone``); an encoder that cannot offer one says so with the error below.
+
+    def layer_stack(self) -> nn.Sequential | None:
+        """The encoder's whole network as one sequence of layers, when it is one (an MLP on
+        feature vectors, ``vector-mlp``), else None (the default). Recipes that share layers
+        between the two encoders or mirror them (``cm-gans``, ``fgcrossnet``) edit it in
+        place: the same ``nn.Sequential``, not a copy."""
+        return None
+
+    def drop_projection(self) -> None:
+        """Remove the output projection (the layer from the pooled features to ``out_dim``);
+        ``out_dim`` becomes the pooled width. For a component that uses this encoder's
+        features instead of its output (MCSM's networks read the feature map or the token
+        states), so that no unused layer is trained or saved."""
+        raise self.unsupported("drop_projection()", "an output projection to drop")
+
+    def unsupported(self, member: str, what: str) -> PipelineError:
+        """The error of an optional member this encoder does not implement."""
+        return PipelineError(f"{type(self).__name__} has no {what}: it does not implement "
+                             f"{member}; choose an encoder that provides it")

@@ -5,11 +5,14 @@ Shapes use B = batch, L = tokens, D = feature width.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from .modules import Encoder, Module
+
+if TYPE_CHECKING:
+    from .image import ImageEncoder
 
 
 class Tokenizer(ABC):
@@ -59,3 +62,34 @@ class TextEncoder(Encoder):
 
     def import_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`export_state` output; called before ``load_state_dict``."""
+
+    # -- optional members other components use (the default raises, naming the encoder) ----
+
+    def token_dims(self) -> tuple[int, int]:
+        """``(E, H)``: the widths of :meth:`token_vectors` and :meth:`token_states`."""
+        raise self.unsupported("token_dims()", "per-token vectors and states")
+
+    def token_vectors(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, L, E)``: the input vector of every token (word vectors), 0 at padding."""
+        raise self.unsupported("token_vectors()", "per-token input vectors")
+
+    def token_states(self, inputs: dict[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L, H)`` token states before pooling, and the ``(B, L)`` bool mask of real
+        tokens: the text's feature map (MCSM's text network attends over them)."""
+        raise self.unsupported("token_states()", "per-token states")
+
+    def image_backbone(self) -> "ImageEncoder | None":
+        """The image encoder this text encoder reads its texts through (``char-grid``: texts
+        become images first), else None (the default)."""
+        return None
+
+    def share_image_backbone(self, image_encoder: "ImageEncoder") -> None:
+        """Read texts through ``image_encoder`` itself from now on (one network for both
+        media, FGCrossNet); a ConfigError when it is not built like this encoder's own."""
+        raise self.unsupported("share_image_backbone()", "image backbone to share")
+
+    def as_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, 3, S, S)``: the texts as the images :meth:`image_backbone` reads, so that a
+        recipe can put images and texts through that network in one batch."""
+        raise self.unsupported("as_images()", "image form of its texts")

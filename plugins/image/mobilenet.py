@@ -192,6 +192,15 @@ class MobileNetV3Encoder(ImageEncoder):
         x = self.pool(self.features(images)).flatten(1)
         return self.fc(self.dropout(self.pre_logits(x)))
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The last feature map of MobileNetV3's ``features`` (960 channels), before pooling."""
+        return self.features(images)
+
+    def drop_projection(self) -> None:
+        self.fc = nn.Identity()
+        self.out_dim = int(self.pre_logits[0].out_features if self.params.pre_logits
+                           else self.features[-1].out_channels)
+
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The torchvision backbone's weights (and the pre-logits layer with ``pre_logits``)
         when ``weights_path`` is configured; inserted attention and the output FC are new."""

@@ -280,6 +280,20 @@ class TimmImageEncoder(ImageEncoder):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(self.backbone(images))
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The timm model's ``forward_features`` (its last feature map, before pooling); a
+        ConfigError for a model without a spatial one (a vision transformer's tokens)."""
+        fmap = self.backbone.forward_features(images)
+        if fmap.dim() != 4:
+            raise ConfigError(f"{KEY}.model: {self.params.model!r} has no spatial feature map "
+                              f"(forward_features gave {tuple(fmap.shape)}); use a "
+                              "convolutional backbone")
+        return fmap
+
+    def drop_projection(self) -> None:
+        self.proj = nn.Identity()
+        self.out_dim = self.feature_dim
+
     def transform(self, train: bool = False) -> Callable:
         """PIL -> normalised ``(3, size, size)`` tensor with the model's pretrained mean/std.
 

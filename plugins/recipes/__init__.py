@@ -38,10 +38,10 @@ def daer_register_components(registry) -> None:
                  params=MCSMVectorParams, summary=MCSM_VECTOR)
     registry.add("image_encoder", "mcsm-vector", factory=make_vector_image,
                  params=MCSMVectorParams, summary=MCSM_VECTOR)
-    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams,
-                 requires=[("image_encoder", "timm")])            # its CNN
-    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams,
-                 requires=[("text_encoder", "word2vec-lstm")])    # its word vectors
+    # their CNN and their word network are references in their params (`cnn`, `words`):
+    # the registry builds them, and their defaults (timm, word2vec-lstm) are requirements
+    registry.add("image_encoder", "mcsm-image", factory=make_mcsm_image, params=MCSMImageParams)
+    registry.add("text_encoder", "mcsm-words", factory=make_mcsm_words, params=MCSMWordsParams)
     registry.add("relation", "mcsm-fusion", factory=make_mcsm_fusion, params=MCSMFusionParams)
     registry.add("recipe", "contrastive", factory=make_contrastive, params=ContrastiveParams)
     registry.add("recipe", "vse", factory=make_vse, params=VSEParams)

@@ -49,6 +49,7 @@ from pydantic import Field
 from torch import nn
 
 from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
+from daer_core.interfaces.modules import Encoder
 from registry import Params
 
 from .daer_three_stage import classification_loss, common_space_dim
@@ -85,12 +86,17 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return F.mse_loss(recon.float(), target.float())
 
 
+def layer_stack(encoder: nn.Module) -> nn.Sequential | None:
+    """The encoder's network as one sequence of layers (``Encoder.layer_stack``), or None."""
+    return encoder.layer_stack() if isinstance(encoder, Encoder) else None
+
+
 def linear_layers(encoder: nn.Module) -> tuple[nn.Sequential, list[int]]:
-    """The encoder's ``net`` and the positions of its linear layers (vector-mlp layout)."""
-    net = getattr(encoder, "net", None)
-    if not isinstance(net, nn.Sequential):
-        raise ValueError(f"cm-gans needs feature encoders with an MLP `net` (vector-mlp), got "
-                         f"{type(encoder).__name__}")
+    """The encoder's layer stack and the positions of its linear layers (vector-mlp)."""
+    net = layer_stack(encoder)
+    if net is None:
+        raise ValueError(f"cm-gans needs feature encoders whose network is one stack of "
+                         f"layers (vector-mlp), got {type(encoder).__name__}")
     return net, [i for i, m in enumerate(net) if isinstance(m, nn.Linear)]
 
 
@@ -120,7 +126,7 @@ def share_upper_layers(model: nn.Module, n: int) -> None:
     """Make the image encoder's last ``n`` linear layers the text encoder's (one module each,
     one set of parameters); the first linear layer of each encoder, which reads the
     modality's own input width, always stays its own. Both encoders must be MLPs with a
-    ``net`` (``vector-mlp``); ValueError naming ``train.recipe.params.shared_layers`` when the
+    layer stack (``vector-mlp``); ValueError naming ``train.recipe.params.shared_layers`` when the
     layers are too few or differ in shape."""
     if not n:
         return

@@ -52,10 +52,10 @@ from pydantic import Field
 from torch import nn
 
 from daer_core.errors import ConfigError
-from daer_core.interfaces import StageSpec, TrainBatch, TrainingRecipe
+from daer_core.interfaces import StageSpec, TextEncoder, TrainBatch, TrainingRecipe
 from registry import Params
 
-from .cm_gans import linear_layers, share_upper_layers
+from .cm_gans import layer_stack, linear_layers, share_upper_layers
 from .daer_three_stage import classification_loss, common_space_dim
 
 
@@ -195,19 +195,15 @@ class Centers(nn.Module):
         self.centers = nn.Parameter(torch.randn(num_classes, dim))
 
 
+def image_backbone(text: nn.Module) -> nn.Module | None:
+    """The image encoder a text encoder reads texts through (``char-grid``), or None."""
+    return text.image_backbone() if isinstance(text, TextEncoder) else None
+
+
 def tie_backbone(model: nn.Module) -> None:
-    """Make a ``char-grid`` text encoder read through the run's image encoder (one module)."""
-    text, image = model.text_encoder, model.image_encoder
-    backbone = text.backbone
-    mine = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in image.state_dict().items()}
-    if type(backbone) is not type(image) or mine != theirs:
-        raise ConfigError(
-            "train.recipe 'fgcrossnet' runs texts through the image encoder, but the text "
-            f"encoder's backbone ({type(backbone).__name__}) is not built like the image "
-            f"encoder ({type(image).__name__}); give pipeline.text.encoder.params.backbone "
-            "and backbone_params the image encoder's name and params")
-    text.backbone = image
+    """Make a ``char-grid`` text encoder read through the run's image encoder (one module);
+    the text encoder checks that it is built like its own backbone (ConfigError)."""
+    model.text_encoder.share_image_backbone(model.image_encoder)
 
 
 class FGCrossNet(TrainingRecipe):
@@ -221,13 +217,13 @@ class FGCrossNet(TrainingRecipe):
         self.multi_label = False
 
     def _share(self, model: nn.Module) -> None:
-        if hasattr(model.text_encoder, "backbone"):
+        if image_backbone(model.text_encoder) is not None:
             tie_backbone(model)
             return
         n = self.params.shared_layers
         if n == 0:
             return
-        if not all(isinstance(getattr(enc, "net", None), nn.Sequential)
+        if not all(layer_stack(enc) is not None
                    for enc in (model.text_encoder, model.image_encoder)):
             raise ConfigError(
                 "train.recipe 'fgcrossnet' shares one network between the modalities: use "
@@ -261,8 +257,8 @@ class FGCrossNet(TrainingRecipe):
         go through it as one batch, as the paper's network takes all media at once (its
         batch-norm layers then see the statistics of both media, as at evaluation)."""
         text = model.text_encoder
-        if getattr(text, "backbone", None) is model.image_encoder and hasattr(text, "grid"):
-            grid = text.grid(batch.text)
+        if image_backbone(text) is model.image_encoder:
+            grid = text.as_images(batch.text)
             if grid.shape[1:] == batch.images.shape[1:]:
                 both = model.image_encoder(torch.cat([batch.images, grid.to(batch.images.dtype)]))
                 return both[:len(batch.images)], both[len(batch.images):]

@@ -30,28 +30,36 @@ Components:
 * ``mcsm-vector`` (text and image encoder) for ``features`` datasets: a single vector per item
   has no regions or words, so the recurrent attention reads the (standardised) vector as
   ``steps`` equal chunks (``steps: 1`` = one LSTM step, where the attention weight is 1);
-* ``mcsm-image`` (image encoder) for raw images: a timm backbone; the positions of its last
+* ``mcsm-image`` (image encoder) for raw images: a CNN (the ``cnn`` reference, a ``timm``
+  encoder by default; any image encoder with a ``feature_map``); the positions of its last
   feature map are the regions; the projection into the text space reads the map's global
   average;
-* ``mcsm-words`` (text encoder) for raw texts: the ``word2vec-lstm`` encoder's word vectors
-  and word-level LSTM with the MCSM attention on top; the projection into the image space is a
-  word CNN (one convolution over the word vectors, max over time, a linear layer).
+* ``mcsm-words`` (text encoder) for raw texts: the word vectors and word-level LSTM of the
+  ``words`` reference (``word2vec-lstm`` by default; any text encoder with token vectors and
+  states) with the MCSM attention on top; the projection into the image space is a word CNN
+  (one convolution over the word vectors, max over time, a linear layer).
+
+The referenced encoders are built by the registry and handed in (their params live under
+``cnn.params`` / ``words.params``); these networks use their features, not their outputs,
+and drop their output projections. Configs written before the references (``model``,
+``weights_path``, ... of mcsm-image; ``dim``, ``vector_size``, ... of mcsm-words) are read
+as them.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from daer_core.data.feature_pairs import VectorToTensor, vectors_as_batch
 from daer_core.errors import ConfigError, DimensionMismatchError
 from daer_core.interfaces import ImageEncoder, TextEncoder, TwoTowerRelation
 from daer_core.precision import run_recurrent
-import registry
-from registry import Params
+from registry import Params, Ref, ref_field
 
 
 # -- the recurrent attention network ------------------------------------------------------
@@ -281,51 +289,73 @@ def make_vector_image(params: MCSMVectorParams, attention=None,
 
 # -- raw images ---------------------------------------------------------------------------
 
+#: params of mcsm-image before its CNN became a reference: they belong to ``cnn.params``
+_CNN_KEYS = ("model", "weights_path", "weights_package", "size")
+#: params of mcsm-words before its word network became a reference (``words.params``)
+_WORDS_KEYS = ("vector_size", "vectors_path", "vectors_format", "min_count", "w2v_epochs",
+               "seed", "max_tokens", "freeze_embeddings")
+
+
+def _into_reference(data: Any, field: str, keys: Sequence[str], default: dict[str, Any],
+                    renamed: dict[str, Sequence[str]] | None = None) -> Any:
+    """Move params of a config written before ``field`` was a reference into its params
+    (over the reference given, else over ``default``)."""
+    if not isinstance(data, dict):
+        return data
+    renamed = renamed or {}
+    moved = {k: data[k] for k in keys if k in data}
+    for old, new in renamed.items():
+        if old in data:
+            moved.update({n: data[old] for n in new})
+    if not moved:
+        return data
+    data = {k: v for k, v in data.items() if k not in moved and k not in renamed}
+    ref = data.get(field)
+    ref = dict(ref) if isinstance(ref, dict) else {"name": ref} if isinstance(ref, str) \
+        else {"name": default["name"], "params": dict(default["params"])}
+    data[field] = {**ref, "params": {**dict(ref.get("params") or {}), **moved}}
+    return data
+
+
+MCSM_CNN = {"name": "timm", "params": {"model": "mobilenetv3_large_100"}}
+
+
 class MCSMImageParams(Params):
     """Params of the ``mcsm-image`` encoder (raw images)."""
 
-    model: str = Field("mobilenetv3_large_100", description="timm backbone (created with "
-                       "pretrained=False: nothing is downloaded); the positions of its last "
-                       "feature map are the image regions")
-    weights_path: str | None = Field(None, description="local weight file for the backbone; "
-                                     "null = random init (a warning is logged)")
-    weights_package: str | None = Field(None, description="installed package shipping the "
-                                        "backbone's weights (see the timm encoder)")
-    size: int | Literal["auto"] = Field("auto", description="square input size; auto = the "
-                                        "dataset's native size, else the model's default")
+    cnn: Ref["image_encoder", "native_image_size"] = ref_field(
+        MCSM_CNN["name"], MCSM_CNN["params"], description="the CNN whose last feature map's "
+        "positions are the image regions (an image encoder with a feature_map: timm, "
+        "mobilenetv3-large; its projection is not used). Without local weights it starts "
+        "from random weights (a warning is logged); give cnn.params.weights_path for real "
+        "photographs")
     dim: int = Field(256, ge=1, description="width of each semantic space; outputs 2*dim")
     attention_dim: int | None = Field(None, ge=1, description="width of M = tanh(W_a H); null = "
                                       "dim")
     hidden: list[int] = Field(default_factory=lambda: [1024], description="hidden layers of "
                               "the projection of the pooled feature map into the text space")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cnn_params(cls, data: Any) -> Any:
+        return _into_reference(data, "cnn", _CNN_KEYS, MCSM_CNN)
+
 
 class MCSMImageEncoder(ImageEncoder):
-    """timm backbone -> regions -> LSTM + attention (image space) and pooled map -> MLP (text
-    space)."""
+    """CNN feature map -> regions -> LSTM + attention (image space) and pooled map -> MLP
+    (text space)."""
 
-    def __init__(self, params: MCSMImageParams, native_image_size: int | None = None):
+    def __init__(self, params: MCSMImageParams, cnn: ImageEncoder):
         super().__init__()
         self.params = params
-        # the `timm` image encoder, built through the registry (plugins never import one
-        # another)
-        cnn = registry.create("image_encoder", "timm", {
-            "model": params.model, "weights_path": params.weights_path,
-            "weights_package": params.weights_package, "size": params.size},
-            native_image_size=native_image_size)
-        cnn.proj = nn.Identity()  # the pooled projection of the timm encoder is not used
+        cnn.drop_projection()  # its pooled projection is not used
         self.cnn = cnn
         self.image_size = cnn.image_size
-        was = cnn.backbone.training
-        cnn.backbone.eval()
+        was = cnn.training
+        cnn.eval()
         with torch.no_grad():
-            fmap = cnn.backbone.forward_features(torch.zeros(1, 3, self.image_size,
-                                                             self.image_size))
-        cnn.backbone.train(was)
-        if fmap.dim() != 4:
-            raise ConfigError(f"pipeline.image.encoder.params.model: {params.model!r} has no "
-                              "spatial feature map (forward_features gave "
-                              f"{tuple(fmap.shape)}); use a convolutional backbone")
+            fmap = cnn.feature_map(torch.zeros(1, 3, self.image_size, self.image_size))
+        cnn.train(was)
         channels = int(fmap.shape[1])
         self.regions = int(fmap.shape[2] * fmap.shape[3])
         d = int(params.dim)
@@ -334,7 +364,7 @@ class MCSMImageEncoder(ImageEncoder):
         self.other = projection(channels, params.hidden, d)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        fmap = self.cnn.backbone.forward_features(images)          # (B, C, h, w)
+        fmap = self.cnn.feature_map(images)                          # (B, C, h, w)
         regions = fmap.flatten(2).transpose(1, 2)                   # (B, h*w, C)
         return arrange("image", self.own(regions), self.other(fmap.mean(dim=(2, 3))))
 
@@ -351,66 +381,64 @@ class MCSMImageEncoder(ImageEncoder):
 
 
 def make_mcsm_image(params: MCSMImageParams, attention=None,
-                    native_image_size: int | None = None) -> MCSMImageEncoder:
-    """MCSM image networks: timm backbone (local weights or random init), its feature-map
-    positions as regions -> LSTM + attention (image space); pooled map -> MLP (text space)
+                    native_image_size: int | None = None, *,
+                    cnn: ImageEncoder) -> MCSMImageEncoder:
+    """MCSM image networks: a CNN (timm by default; local weights or random init), its
+    feature-map positions as regions -> LSTM + attention (image space); pooled map -> MLP
+    (text space)
     """
     if attention is not None:
         raise ConfigError("mcsm-image has its own (recurrent) attention; set "
                           "pipeline.image.attention: null")
-    return MCSMImageEncoder(params, native_image_size)
+    return MCSMImageEncoder(params, cnn)
 
 
 # -- raw texts ----------------------------------------------------------------------------
 
+MCSM_WORDS = {"name": "word2vec-lstm", "params": {"hidden_size": 256, "out_dim": 256}}
+
+
 class MCSMWordsParams(Params):
     """Params of the ``mcsm-words`` encoder (raw texts)."""
 
-    dim: int = Field(256, ge=1, description="width of each semantic space (the word LSTM's "
-                     "units); outputs 2*dim")
+    words: Ref["text_encoder", "tokenizer"] = ref_field(
+        MCSM_WORDS["name"], MCSM_WORDS["params"], description="the word network: its word "
+        "vectors feed the word CNN, its token states (LSTM units = the width of each semantic "
+        "space; the encoder outputs twice that) the attention (a text encoder with token "
+        "vectors and states: word2vec-lstm; its output layer is not used)")
     attention_dim: int | None = Field(None, ge=1, description="width of M = tanh(W_a H); null = "
-                                      "dim")
+                                      "the token states' width")
     cnn_channels: int = Field(256, ge=1, description="filters of the word CNN that projects "
                               "the text into the image space")
     cnn_width: int = Field(3, ge=1, description="words per filter of the word CNN")
-    vector_size: int = Field(300, ge=1, description="word vector width (Word2Vec)")
-    vectors_path: str | None = Field(None, description="local pretrained word-vector file; "
-                                     "null trains Word2Vec on the training texts")
-    vectors_format: str = Field("auto", description="format of vectors_path (see word2vec-lstm)")
-    min_count: int = Field(2, ge=1, description="Word2Vec: ignore rarer words (-> <unk>)")
-    w2v_epochs: int = Field(10, ge=1, description="Word2Vec training passes over the texts")
-    seed: int = Field(0, description="Word2Vec seed")
-    max_tokens: int = Field(200, ge=1, description="tokens kept per text (the first ones)")
-    freeze_embeddings: bool = Field(True, description="keep the word vectors fixed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_params(cls, data: Any) -> Any:
+        return _into_reference(data, "words", _WORDS_KEYS, MCSM_WORDS,
+                               renamed={"dim": ("hidden_size", "out_dim")})
 
 
 class MCSMWordsEncoder(TextEncoder):
     """Word vectors -> LSTM + attention (text space) and word CNN (image space)."""
 
-    def __init__(self, params: MCSMWordsParams, tokenizer):
+    def __init__(self, params: MCSMWordsParams, words: TextEncoder):
         super().__init__()
         self.params = params
-        d = int(params.dim)
-        # the `word2vec-lstm` text encoder, built through the registry (plugins never import
-        # one another)
-        words = registry.create("text_encoder", "word2vec-lstm", {
-            "vector_size": params.vector_size, "vectors_path": params.vectors_path,
-            "vectors_format": params.vectors_format, "min_count": params.min_count,
-            "w2v_epochs": params.w2v_epochs, "seed": params.seed,
-            "max_tokens": params.max_tokens, "freeze_embeddings": params.freeze_embeddings,
-            "hidden_size": d, "out_dim": d}, tokenizer=tokenizer)
-        words.fc = nn.Identity()  # its pooled output layer is not used
+        vector_dim, d = words.token_dims()
+        words.drop_projection()  # its pooled output layer is not used
         self.words = words
         self.out_dim = 2 * d
         self.attention = AttentionPool(d, int(params.attention_dim or d))
-        self.conv = nn.Conv1d(params.vector_size, params.cnn_channels, params.cnn_width,
+        self.conv = nn.Conv1d(vector_dim, params.cnn_channels, params.cnn_width,
                               padding=params.cnn_width // 2)
         self.to_image_space = nn.Linear(params.cnn_channels, d)
 
     @property
-    def counts(self):
-        """Token counts of :meth:`prepare` (texts, tokens, out-of-vocabulary, truncated)."""
-        return self.words.counts
+    def counts(self) -> Counter:
+        """Token counts of :meth:`prepare` (texts, tokens, out-of-vocabulary, truncated), as
+        the word network keeps them."""
+        return getattr(self.words, "counts", Counter())
 
     def fit(self, texts: Sequence[str]) -> None:
         self.words.fit(texts)
@@ -427,17 +455,18 @@ class MCSMWordsEncoder(TextEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         states, mask = self.words.token_states(inputs)              # (B, L, d), (B, L)
         own = self.attention(states, mask)
-        vectors = self.words.embed(inputs["ids"])                   # (B, L, E)
+        vectors = self.words.token_vectors(inputs)                  # (B, L, E)
         feat = torch.relu(self.conv(vectors.transpose(1, 2)))[..., :mask.shape[1]]
         feat = feat.masked_fill(~mask.unsqueeze(1), float("-inf")).amax(dim=2)
         return arrange("text", own, self.to_image_space(feat))
 
 
-def make_mcsm_words(params: MCSMWordsParams, tokenizer, attention=None) -> MCSMWordsEncoder:
+def make_mcsm_words(params: MCSMWordsParams, tokenizer, attention=None, *,
+                    words: TextEncoder) -> MCSMWordsEncoder:
     """MCSM text networks: Word2Vec vectors -> word LSTM + attention (text space); word CNN,
     max over time, linear (image space)
     """
     if attention is not None:
         raise ConfigError("mcsm-words has its own (recurrent) attention; set "
                           "pipeline.text.attention: null")
-    return MCSMWordsEncoder(params, tokenizer)
+    return MCSMWordsEncoder(params, words)

@@ -22,6 +22,6 @@ def daer_register_components(registry) -> None:
     registry.add("text_encoder", "hf-text", factory=make_hf_text, params=HFTextParams)
     registry.add("text_encoder", "char-grid", factory=make_char_grid, params=CharGridParams,
                  summary="FGCrossNet's text input: characters -> 1-D convolutions -> a square "
-                 "map read by an image encoder (the run's own, under the fgcrossnet recipe)",
-                 # builds the image encoder its params name; the default is checked at load
-                 requires=[("image_encoder", "mobilenetv3-large")])
+                 "map read by an image encoder (the run's own, under the fgcrossnet recipe)")
+    # (char-grid's image encoder is a reference in its params, `backbone`: the registry
+    # builds it, and its default, mobilenetv3-large, is a requirement checked at load time)

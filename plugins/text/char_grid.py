@@ -10,23 +10,27 @@ A text becomes a square single-channel "image" and then a three-channel one:
 3. two 1-D convolutions along the text (kernel 3, padding 1), ``embed_dim -> length/2`` with a
    ReLU, then ``length/2 -> length`` channels: an ``(B, length, length)`` map;
 4. that map as a one-channel image, a 3x3 convolution to three channels;
-5. the ``backbone`` image encoder (any registered ``image_encoder``; its params in
-   ``backbone_params``), which gives the embedding.
+5. the ``backbone`` image encoder (a reference to any registered ``image_encoder``, its
+   name and params: ``backbone: {name: timm, params: {...}}``; the registry builds it and
+   hands it in), which gives the embedding.
 
 In FGCrossNet the backbone is the image network itself: the ``fgcrossnet`` recipe makes the
-backbone *the run's image encoder* (one module) when training starts, so build it with the
-image encoder's name and params. The paper's ``length`` is 448, the side of its images.
+backbone *the run's image encoder* (one module) when training starts
+(:meth:`CharGridEncoder.share_image_backbone`), so give it the image encoder's name and
+params. The paper's ``length`` is 448, the side of its images. Configs written before the
+reference (``backbone: timm`` with ``backbone_params``) are read as the reference.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from daer_core.interfaces import TextEncoder
-from registry import Params
+from daer_core.errors import ConfigError
+from daer_core.interfaces import ImageEncoder, TextEncoder
+from registry import Params, Ref, ref_field
 
 #: the character-level CNN alphabet (Zhang et al. 2015) that FGCrossNet's code reads texts with
 ALPHABET = " abcdefghijklmnopqrstuvwxyz0123456789,;.!?:'\"/\\|_@#$%^&*~`+-=<>()[]{}"
@@ -40,17 +44,31 @@ class CharGridParams(Params):
     embed_dim: int = Field(16, ge=1, description="character embedding width (FGCrossNet: 16)")
     alphabet: str = Field(ALPHABET, min_length=1, description="characters read (after "
                           "lowercasing); the others are dropped")
-    backbone: str = Field("mobilenetv3-large", description="the image encoder that reads the "
-                          "map; the fgcrossnet recipe replaces it by the run's image encoder, "
-                          "so give the image encoder's name")
-    backbone_params: dict[str, Any] = Field(default_factory=dict, description="its params "
-                                            "(the image encoder's params)")
+    backbone: Ref["image_encoder"] = ref_field(
+        "mobilenetv3-large", description="the image encoder that reads the map (name and "
+        "params); the fgcrossnet recipe replaces it by the run's image encoder, so give the "
+        "image encoder's name and params")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_backbone(cls, data: Any) -> Any:
+        """``backbone: NAME`` + ``backbone_params: {...}`` (configs written before the
+        reference) -> ``backbone: {name: NAME, params: {...}}``."""
+        if not isinstance(data, dict) or not ("backbone_params" in data
+                                              or isinstance(data.get("backbone"), str)):
+            return data
+        data = dict(data)
+        extra = data.pop("backbone_params", None) or {}
+        ref = data.get("backbone", "mobilenetv3-large")
+        ref = {"name": ref} if isinstance(ref, str) else dict(ref)
+        data["backbone"] = {**ref, "params": {**dict(ref.get("params") or {}), **extra}}
+        return data
 
 
 class CharGridEncoder(TextEncoder):
     """Characters -> embeddings -> 1-D convolutions -> square map -> image CNN."""
 
-    def __init__(self, params: CharGridParams, backbone: nn.Module):
+    def __init__(self, params: CharGridParams, backbone: ImageEncoder):
         super().__init__()
         self.params = params
         self.index = {ch: i + 1 for i, ch in enumerate(dict.fromkeys(params.alphabet))}
@@ -80,6 +98,25 @@ class CharGridEncoder(TextEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.backbone(self.grid(inputs))
 
+    def image_backbone(self) -> ImageEncoder:
+        return self.backbone
+
+    def as_images(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.grid(inputs)
+
+    def share_image_backbone(self, image_encoder: ImageEncoder) -> None:
+        """Read texts through ``image_encoder`` itself: it must be built like the backbone
+        (same class, same tensors and shapes), else a ConfigError naming the key."""
+        mine = {k: tuple(v.shape) for k, v in self.backbone.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in image_encoder.state_dict().items()}
+        if type(self.backbone) is not type(image_encoder) or mine != theirs:
+            raise ConfigError(
+                "train.recipe 'fgcrossnet' runs texts through the image encoder, but the text "
+                f"encoder's backbone ({type(self.backbone).__name__}) is not built like the "
+                f"image encoder ({type(image_encoder).__name__}); give "
+                "pipeline.text.encoder.params.backbone the image encoder's name and params")
+        self.backbone = image_encoder
+
     def pretrained_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.pretrained_parameters())
 
@@ -87,11 +124,9 @@ class CharGridEncoder(TextEncoder):
         return f"length={self.params.length}, alphabet={len(self.index)} characters"
 
 
-def make_char_grid(params: CharGridParams, tokenizer=None, attention=None) -> CharGridEncoder:
+def make_char_grid(params: CharGridParams, tokenizer=None, attention=None, *,
+                   backbone: ImageEncoder) -> CharGridEncoder:
     """FGCrossNet's text input: characters -> 1-D convolutions -> an ``L x L`` map -> an image
-    encoder (made the run's image encoder by the ``fgcrossnet`` recipe)."""
-    from registry import get_registry
-
-    backbone = get_registry().create("image_encoder", params.backbone, params.backbone_params,
-                                     attention=None, native_image_size=None)
+    encoder (made the run's image encoder by the ``fgcrossnet`` recipe). ``backbone`` is the
+    referenced image encoder, built by the registry (no attention, no dataset size)."""
     return CharGridEncoder(params, backbone)

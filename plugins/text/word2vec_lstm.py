@@ -272,6 +272,19 @@ class Word2VecLSTMEncoder(TextEncoder):
         lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
         return {"ids": ids, "lengths": lengths}
 
+    def token_dims(self) -> tuple[int, int]:
+        """``(vector_size, LSTM state width)``."""
+        return int(self.params.vector_size), int(self.state_dim)
+
+    def token_vectors(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The word vectors of :meth:`prepare`'s ids (:meth:`embed`)."""
+        return self.embed(inputs["ids"])
+
+    def drop_projection(self) -> None:
+        """The pooled output layer goes; the encoder then outputs the pooled states."""
+        self.fc = nn.Identity()
+        self.out_dim = int(self.state_dim)
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Word vectors ``(B, L, E)``; ``<unk>`` positions get :attr:`unk_vector`."""
         vectors = self.embedding(ids)

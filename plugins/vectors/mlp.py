@@ -62,6 +62,9 @@ class VectorTextEncoder(TextEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(inputs["features"])
 
+    def layer_stack(self) -> nn.Sequential:
+        return self.net
+
 
 class VectorImageEncoder(ImageEncoder):
     """Image feature vectors -> embeddings."""
@@ -80,6 +83,9 @@ class VectorImageEncoder(ImageEncoder):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def layer_stack(self) -> nn.Sequential:
+        return self.net
 
 
 def make_text(params: VectorMLPParams, tokenizer=None, attention=None) -> VectorTextEncoder:
