@@ -117,6 +117,7 @@ def stage_run(data: Path, out: Path, stage: str, device: str, batch: int, *,
     also pays for first-call kernel set-up and allocations, which the bare step's untimed
     warm-up step leaves out); the trainer object is returned for reuse."""
     from daer_core.config import load_run_config
+    from daer_core.training import stage_loop
     from daer_core.training import trainer as trainer_mod
 
     sets = [f"dataset.params.root={data}", f"train.device={device}",
@@ -131,14 +132,14 @@ def stage_run(data: Path, out: Path, stage: str, device: str, batch: int, *,
     trainer = trainer_mod.Trainer(cfg, run_dir)
     trainer.model.text_encoder.prepare_once = prepare_once
     trainer._validate = lambda stage: {}  # time the training epoch only
-    real_tqdm = trainer_mod.tqdm
-    trainer_mod.tqdm = Timer
+    real_tqdm = stage_loop.tqdm  # the stage loop's progress bar times the epoch
+    stage_loop.tqdm = Timer
     try:
         t0 = time.perf_counter()
         trainer.train()
         total = time.perf_counter() - t0
     finally:
-        trainer_mod.tqdm = real_tqdm
+        stage_loop.tqdm = real_tqdm
     timer = Timer.last  # the last epoch's
     pairs = timer.batches * batch
     return {"stage": stage, "prepare_once": prepare_once, "workers": trainer.num_workers,

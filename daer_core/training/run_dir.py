@@ -18,6 +18,9 @@ and why each exists:
 * **The config a checkpoint was trained with is pinned** (:func:`config_digest`): each
   checkpoint stores the SHA-256 of ``config.yaml``; resume compares it, so a damaged or edited
   config is refused instead of silently resuming with defaults.
+
+A new run's own files (``config.yaml``, ``split.json``, ``data_report.json``) are written by
+:func:`write_run_files`.
 """
 from __future__ import annotations
 
@@ -251,3 +254,26 @@ def check_config_digest(run_dir: Path | str, tag: str, state: dict) -> None:
             " damaged or edited since); resuming would train on another config. The original"
             f" is kept as `config_yaml` in {Path(run_dir) / 'checkpoints' / tag / 'state.json'}:"
             " restore config.yaml from it to resume")
+
+
+def write_run_files(run_dir: Path, config, dataset, classes: list[str],
+                    splits: dict[str, list], split_names: tuple[str, ...]) -> dict:
+    """Write a new run's ``config.yaml``, ``split.json`` (the ids of every split) and
+    ``data_report.json``; returns the data report."""
+    from ..config import dump_config
+    from .checkpoint import atomic_write_json, atomic_write_text
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    atomic_write_json(run_dir / "split.json",
+                      {"dataset": config.dataset.model_dump(), "classes": classes,
+                       **{s: [r.id for r in recs] for s, recs in splits.items()}})
+    if "test" not in splits:  # a dataset's report walks every split, test included
+        report = {"note": "no data report: this run reads only the splits "
+                          + ", ".join(split_names) + " (a tuning trial)"}
+    else:
+        try:
+            report = dataset.report().as_dict()
+        except Exception as exc:  # noqa: BLE001 - a report is informative, not required
+            report = {"error": f"{type(exc).__name__}: {exc}"}
+    atomic_write_json(run_dir / "data_report.json", report)
+    return report
