@@ -1,7 +1,6 @@
 """The Python entry points of training: what ``daer train`` and ``daer benchmark`` call."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
@@ -10,7 +9,7 @@ from typing import Any, Mapping
 
 from ..config import RunConfig, load_run_config, load_saved_config
 from ..errors import CheckpointError, ConfigError
-from .run_dir import RunLock, is_run_dir, refuse_foreign_folder
+from .run_dir import is_run_dir
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,8 @@ def train_and_evaluate(config: RunConfig | Mapping[str, Any], out_dir: Path | st
     if not isinstance(config, RunConfig):
         config = load_run_config(dict(config), registry=registry)
     trainer = Trainer(config, Path(out_dir), registry)
-    main = trainer.dist.is_main  # under torchrun rank 0 alone owns the run directory
-    if not resume and main:  # before the lock creates the folder: never write into a foreign one
-        refuse_foreign_folder(out_dir)
-    # held through the evaluation too: metrics.json is the run's
-    with RunLock(out_dir) if main else contextlib.nullcontext():
+    # the run directory stays this run's through the evaluation too: metrics.json is the run's
+    with trainer.locked(resume=resume):
         try:
             trainer.train(resume=resume)
             return trainer.evaluate()

@@ -47,8 +47,8 @@ RUN_FILES = frozenset({LOCK_NAME, MARKER_NAME, "config.yaml", "split.json", "dat
                        "examples.png"})
 
 #: locks held by this process, by (resolved run directory, thread): nested holders in one
-#: thread (``train_and_evaluate`` around ``Trainer.train``) share one lock file, while another
-#: thread of the same process is refused like another process
+#: thread share one lock file, while another thread of the same process is refused like
+#: another process (a run takes its lock in one place, ``Trainer.locked``)
 _held: dict[tuple[Path, int], int] = {}
 
 

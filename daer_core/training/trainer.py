@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -52,9 +52,10 @@ log = logging.getLogger(__name__)
 
 class Trainer:
     """Trains one run into ``run_dir``: :meth:`train`, then :meth:`evaluate` for the test
-    metrics (``daer_core.training.api.train_and_evaluate`` does both under the run lock);
-    :meth:`validation_metrics` scores the current model on the validation split (``daer
-    tune``'s objective)."""
+    metrics, both inside :meth:`locked` when the run directory must stay this run's in
+    between (``daer_core.training.api.train_and_evaluate`` does that); :meth:`train` alone
+    holds the lock for itself. :meth:`validation_metrics` scores the current model on the
+    validation split (``daer tune``'s objective)."""
 
     def __init__(self, config: RunConfig, run_dir: Path, registry=None, *,
                  splits: tuple[str, ...] = ("train", "val", "test")):
@@ -108,8 +109,28 @@ class Trainer:
         #: raised by a hook (``daer tune``'s pruner) ends the run after that epoch's log line
         self.epoch_hooks: list[Callable[[EpochReport], None]] = []
         self._run_log = RunLog(config, self.run_dir, self.dist.is_main)
+        self._holding_lock = False
 
     # -- the run directory -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, resume: bool = False) -> Iterator[None]:
+        """The run directory held by this run for the block: the one place its lock is
+        taken. A new run first refuses a folder that is not a daer run (before the lock
+        creates the folder); a second run on the same folder fails at once, naming the
+        owner. Re-entering (``train`` inside ``locked``) keeps the lock held once; under
+        ``torchrun`` rank 0 alone locks, as it alone writes."""
+        if self._holding_lock or not self.dist.is_main:
+            yield
+            return
+        if not resume:
+            rd.refuse_foreign_folder(self.run_dir)
+        with rd.RunLock(self.run_dir):
+            self._holding_lock = True
+            try:
+                yield
+            finally:
+                self._holding_lock = False
+
     def prepare_run_dir(self) -> dict:
         """Write ``config.yaml``, ``split.json`` and ``data_report.json``; returns the data
         report."""
@@ -196,16 +217,14 @@ class Trainer:
     def train(self, resume: bool = False) -> None:
         """Run (or continue) the recipe's stages; afterwards the model holds the final weights.
 
-        The run directory is locked for the whole call (a second run on the same folder fails
-        at once instead of mixing two runs' files), a new run refuses a folder that is not a
-        daer run, and the log is only ever appended to (a torn last line is cut off). Under
-        ``torchrun`` rank 0 alone writes; every process trains its share of each batch.
+        The run directory is locked for the whole call (:meth:`locked`; a second run on the
+        same folder fails at once instead of mixing two runs' files), a new run refuses a
+        folder that is not a daer run, and the log is only ever appended to (a torn last line
+        is cut off). Under ``torchrun`` rank 0 alone writes; every process trains its share
+        of each batch.
         """
         main = self.dist.is_main
-        if not resume and main:
-            rd.refuse_foreign_folder(self.run_dir)
-
-        with rd.RunLock(self.run_dir) if main else contextlib.nullcontext():
+        with self.locked(resume):
             optimizers = None
             if main:
                 if ck.remove_partial_writes(self.run_dir):
