@@ -28,7 +28,8 @@ def run_indexed(args: argparse.Namespace) -> int:
     loaded.model.to(device)
     index = GalleryIndex.open(args.index, loaded.model, run_dir=loaded.run_dir)
     searcher = GallerySearcher(loaded.model, loaded.preprocess, index, device=device,
-                               rerank_k=loaded.config.evaluate.rerank_k)
+                               rerank_k=loaded.config.evaluate.rerank_k,
+                               bf16=loaded.config.evaluate.bf16)
     if args.text is not None:
         result = searcher.search_text(args.text, args.k, args.candidates, args.exhaustive)
     else:

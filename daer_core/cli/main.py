@@ -19,7 +19,7 @@ from .exit_codes import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE  # noqa: F401 (re-expo
 #: command modules, in the order they appear in ``daer --help``
 COMMAND_MODULES: tuple[str, ...] = (
     "plugins_cmd", "config_cmd", "train_cmd", "tune_cmd", "evaluate_cmd", "search_cmd", "index_cmd",
-    "serve_cmd", "data_cmd", "benchmark_cmd",
+    "index_edit_cmd", "serve_cmd", "data_cmd", "benchmark_cmd",
 )
 
 
@@ -73,9 +73,23 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def spelt_subcommands(argv: list[str]) -> list[str]:
+    """``daer [-p X] index add ...`` -> ``index-add ...`` (and ``remove``): an index command
+    whose first word names an action, not a run directory (a run folder literally named
+    ``add`` is given as ``./add``)."""
+    from .index_edit_cmd import SUBCOMMANDS
+    argv = list(argv)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # global options and their values
+        i += 2 if argv[i] == "-p" else 1
+    if i + 1 < len(argv) and argv[i] == "index" and argv[i + 1] in SUBCOMMANDS:
+        argv[i:i + 2] = [SUBCOMMANDS[argv[i + 1]]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(spelt_subcommands(sys.argv[1:] if argv is None else argv))
     configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -55,7 +55,8 @@ def build_service(run_dir: Path, index_dir: Path | None, *, device: str = "auto"
                                  device=dev, show_progress=False)
         exhaustive = True
     searcher = GallerySearcher(loaded.model, loaded.preprocess, index, device=dev,
-                               rerank_k=loaded.config.evaluate.rerank_k)
+                               rerank_k=loaded.config.evaluate.rerank_k,
+                               bf16=loaded.config.evaluate.bf16)
     card = model_card(searcher, loaded.run_dir, loaded.config)
     return create_app(searcher, card=card, max_upload_bytes=int(max_upload_mb * 2 ** 20),
                       exhaustive=exhaustive)

@@ -1,9 +1,11 @@
 """Creating or extending an index for a finished run (what ``daer index`` calls)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from ..errors import ConfigError
 from .first_stage import DEFAULT_METHOD, STAGES, LearnedStage, teacher_logits
 from .gallery import GallerySource
 from .index import DEFAULT_FIT_ITEMS, DEFAULT_SHARD_SIZE, BuildReport, GalleryIndex
+
+if TYPE_CHECKING:
+    from .ray_embedding import RayEngine
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +52,32 @@ def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int
     return emb.text.to(device), emb.image.to(device), note
 
 
+#: gallery items (per side) the learned first stage is refined on at most: a seeded sample,
+#: so the refinement costs the same for 10^5 items as for 10^8
+REFINE_POOL = 50_000
+
+
+def _sample_rows(rows: torch.Tensor, limit: int, seed: int = 0) -> torch.Tensor:
+    """At most ``limit`` rows, drawn with a fixed seed (all of them when fewer), in row order."""
+    if len(rows) <= limit:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
+    return rows[torch.from_numpy(keep)]
+
+
 def refine_on_gallery(index: GalleryIndex, text: torch.Tensor, image: torch.Tensor, *,
                       fit_note: str, teacher: torch.Tensor | None = None) -> None:
     """Continue the index's ``learned`` first stage on its own gallery: for the training
     queries, the gallery items it currently ranks highest (and random ones) are scored by the
     relation head and the towers learn their order too (:meth:`LearnedStage.fit` with
-    ``pool``). Recall depends on the order among the items candidates are drawn from, and
+    ``pool``, a seeded sample of at most :data:`REFINE_POOL` items per side). Recall depends on the order among the items candidates are drawn from, and
     those are the gallery's, not the training split's (docs/search.md has the figures)."""
     stage = index.first_stage
     if not isinstance(stage, LearnedStage):
         raise ConfigError(f"{index.root}: gallery refinement needs the 'learned' first stage,"
                           f" the index has {stage.name!r}")
-    pool = {side: index.sides[side].embedding for side in ("text", "image")
-            if side in index.sides and len(index.sides[side])}
+    pool = {side: _sample_rows(index.sides[side].embedding, REFINE_POOL)
+            for side in ("text", "image") if side in index.sides and len(index.sides[side])}
     if not pool:
         return
     t0 = time.perf_counter()
@@ -69,7 +87,8 @@ def refine_on_gallery(index: GalleryIndex, text: torch.Tensor, image: torch.Tens
                                pool=pool, seed=int(stage.settings.get("seed", 0)))
     counts = {side: int(len(v)) for side, v in pool.items()}
     index.replace_first_stage(refined, fit_note, details={
-        "gallery_refined": {"items": counts, "seconds": round(time.perf_counter() - t0, 1)}})
+        "gallery_refined": {"items": counts, "sample_limit": REFINE_POOL,
+                            "seconds": round(time.perf_counter() - t0, 1)}})
     log.info("%s: first stage refined on %s gallery items in %.1f s", index.root,
              " + ".join(f"{n} {side}" for side, n in counts.items()), time.perf_counter() - t0)
 
@@ -80,7 +99,8 @@ def index_gallery(loaded, source: GallerySource, out: Path, *,
                   fit_items: int = DEFAULT_FIT_ITEMS, shard_size: int = DEFAULT_SHARD_SIZE,
                   batch_size: int = 64, num_workers: int = 0,
                   device: torch.device | str = "cpu", show_progress: bool = True,
-                  refine: str = "auto") -> tuple[GalleryIndex, BuildReport]:
+                  refine: str = "auto", engine: "RayEngine | None" = None
+                  ) -> tuple[GalleryIndex, BuildReport]:
     """Embed ``source`` into the index at ``out``, creating it (and fitting its first stage)
     when the folder holds none. ``loaded`` is a :class:`~daer_core.training.run_loading.LoadedRun`
     whose model is already on ``device``.
@@ -88,7 +108,11 @@ def index_gallery(loaded, source: GallerySource, out: Path, *,
     ``refine`` (``learned`` first stage only): ``auto`` refines the stage on the gallery once,
     after the first gallery is embedded (an interrupted build refines when it completes);
     ``always`` refines again after this call, on everything the index holds then (e.g. after
-    adding a gallery); ``never`` keeps the fit on the training split alone."""
+    adding a gallery); ``never`` keeps the fit on the training split alone.
+
+    ``engine`` (a :class:`~.ray_embedding.RayEngine`): embed the missing shards on Ray first,
+    so ``add_source`` only counts them and fills the FAISS indexes; None embeds in this
+    process."""
     if refine not in REFINE_CHOICES:
         raise ConfigError(f"refine={refine!r}: choose one of {', '.join(REFINE_CHOICES)}")
     out = Path(out)
@@ -122,9 +146,17 @@ def index_gallery(loaded, source: GallerySource, out: Path, *,
                                     first_stage=first_stage, index_type=index_type,
                                     nlist=nlist, nprobe=nprobe, fit_note=note,
                                     fit_options=options)
+    ray_report = None
+    if engine is not None:
+        ray_report = engine.embed(index, source, loaded.run_dir, shard_size=shard_size,
+                                  batch_size=batch_size, num_workers=num_workers,
+                                  show_progress=show_progress)
     report = index.add_source(source, loaded.model, loaded.preprocess, shard_size=shard_size,
                               batch_size=batch_size, num_workers=num_workers, device=device,
                               show_progress=show_progress)
+    if ray_report is not None:  # shards Ray wrote are not ones this build resumed after
+        report = dataclasses.replace(report, resumed_shards=ray_report.resumed_shards,
+                                     seconds=report.seconds + ray_report.seconds)
     stage_info = index.info["first_stage"]
     if stage_info["method"] != "learned":
         return index, report

@@ -20,13 +20,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from . import ann
+from . import ann, columns
 from .first_stage import DEFAULT_METHOD, FirstStage, fit_first_stage, load_first_stage
 from .gallery import GalleryItem, GallerySource, source_items
 from .scoring import SIDES, PairScorer
@@ -63,11 +63,14 @@ class BuildReport:
 class GalleryIndex:
     """An opened index folder: settings, per-side data and FAISS indexes."""
 
-    def __init__(self, root: Path, info: dict[str, Any], scorer: PairScorer, stage: FirstStage):
+    def __init__(self, root: Path, info: dict[str, Any], scorer: PairScorer, stage: FirstStage,
+                 *, mmap: bool = True):
         self.root = Path(root)
         self.info = info
         self.scorer = scorer
         self.first_stage = stage
+        #: open rows and FAISS files memory-mapped (see :mod:`.columns`), else in memory
+        self.mmap = mmap
         self.sides: dict[str, SideData] = {}
         self.ann: dict[str, Any] = {}
         self.settings: dict[str, ann.AnnSettings] = {}
@@ -113,9 +116,12 @@ class GalleryIndex:
         return index
 
     @classmethod
-    def open(cls, root: Path, model, *, run_dir: Path | None = None) -> "GalleryIndex":
+    def open(cls, root: Path, model, *, run_dir: Path | None = None,
+             mmap: bool = True) -> "GalleryIndex":
         """Open an index for searching (or adding to). With ``run_dir``, check that the index
-        was built with that run's current weights."""
+        was built with that run's current weights. ``mmap`` (the default) leaves the rows and
+        the FAISS codes in their files (:mod:`.columns`); ``False`` reads them into memory —
+        the same results, for an index small enough or a disk too slow."""
         root = Path(root)
         path = root / "index.json"
         info = read_info(root)
@@ -133,7 +139,7 @@ class GalleryIndex:
                                    f"{m.get('image_dim')}, the model has {scorer.text_dim}/"
                                    f"{scorer.image_dim}")
         stage = load_first_stage(root / "first_stage.npz", scorer)
-        index = cls(root, info, scorer, stage)
+        index = cls(root, info, scorer, stage, mmap=mmap)
         index._load_sides()
         return index
 
@@ -147,8 +153,12 @@ class GalleryIndex:
         return read_shard(self.root, job, shard)
 
     def _load_sides(self) -> None:
-        """Read every shard of every complete job and the FAISS files."""
-        sides = read_sides(self.root, self.info, self.scorer)
+        """The rows of every complete job (from the column files when they are current, else
+        from the shards) and the FAISS files."""
+        if columns.current(self.info):
+            sides = columns.read(self.root, self.scorer, mmap=self.mmap)
+        else:
+            sides = read_sides(self.root, self.info, self.scorer)
         for side in SIDES:
             self.sides[side] = sides[side]
             n = len(sides[side])
@@ -160,7 +170,8 @@ class GalleryIndex:
             settings = self.info["ann"]["sides"].get(side)
             if settings is not None and n:
                 self.settings[side] = ann.AnnSettings.from_dict(settings)
-                self.ann[side] = ann.load(self.root / f"{side}.faiss", self.settings[side])
+                self.ann[side] = ann.load(self.root / f"{side}.faiss", self.settings[side],
+                                          mmap=self.mmap)
                 if self.ann[side].ntotal != n:
                     raise SearchIndexError(
                         f"{self.root / (side + '.faiss')}: holds {self.ann[side].ntotal} rows,"
@@ -172,8 +183,14 @@ class GalleryIndex:
     def add_source(self, source: GallerySource, model, preprocess, *,
                    shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 64,
                    num_workers: int = 0, device: torch.device | str = "cpu",
-                   show_progress: bool = True) -> BuildReport:
-        """Embed ``source`` into the index, resuming an interrupted job for the same source."""
+                   show_progress: bool = True,
+                   embed: Callable[[Sequence[GalleryItem]], Any] | None = None) -> BuildReport:
+        """Embed ``source`` into the index, resuming an interrupted job for the same source.
+
+        ``embed(chunk)`` replaces the model's embedding of one shard's items (it returns what
+        :func:`~.embedding.embed_items` does): vectors computed elsewhere — on another
+        engine, or synthetic ones for a benchmark — go through the same shards, columns and
+        FAISS upkeep."""
         from tqdm.auto import tqdm
 
         from .embedding import embed_items
@@ -210,8 +227,13 @@ class GalleryIndex:
         try:
             for shard in todo:
                 chunk = items[shard * size:(shard + 1) * size]
-                got = embed_items(model, preprocess, chunk, batch_size=batch_size,
-                                  num_workers=num_workers, device=device, progress=bar.update)
+                if embed is not None:
+                    got = embed(chunk)
+                    bar.update(len(chunk))
+                else:
+                    got = embed_items(model, preprocess, chunk, batch_size=batch_size,
+                                      num_workers=num_workers, device=device,
+                                      progress=bar.update)
                 self._write_shard(job["job"], shard, chunk, got)
         finally:
             bar.close()
@@ -239,6 +261,7 @@ class GalleryIndex:
         for side in SIDES:
             self.info["counts"][side] = self.info["counts"].get(side, 0) + added[side]
         write_info(self.root, self.info)
+        self.write_columns()
         self._load_sides()
         return BuildReport(job["job"], source.spec, len(items), added, skipped, len(done), False,
                            time.perf_counter() - started, self.counts(), self._ann_kinds())
@@ -249,7 +272,9 @@ class GalleryIndex:
         if dup:
             raise DataError(f"the gallery lists {len(dup)} ids more than once (first:"
                             f" {', '.join(dup[:5])}); ids must be unique")
-        existing = {m["id"] for side in self.sides.values() for m in side.meta}
+        gone = {name: set(self.info.get("removed", {}).get(name, [])) for name in self.sides}
+        existing = {m["id"] for name, side in self.sides.items()
+                    for row, m in enumerate(side.meta) if row not in gone[name]}
         clash = [it.id for it in items if it.id in existing]
         if clash:
             raise DataError(f"{self.root}: {len(clash)} ids of this gallery are already in the"
@@ -289,7 +314,8 @@ class GalleryIndex:
             reuse = (current is not None and current.kind == wanted.kind and side in self.ann
                      and self.ann[side].ntotal == before)
             if reuse:
-                index = self.ann[side]
+                # a memory-mapped FAISS file is read-only: extend a copy in memory
+                index = ann.load(path, current) if self.mmap else self.ann[side]
                 ann.add(index, vectors)
                 settings = current
             else:
@@ -332,10 +358,44 @@ class GalleryIndex:
         self.info["first_stage"].update(details)
         write_info(self.root, self.info)
 
+    def write_columns(self) -> None:
+        """(Re)write the memory-mapped column files from the shards and record them."""
+        self.info["columns"] = columns.write(self.root, self.info, self.scorer)
+        write_info(self.root, self.info)
+
+    # ---------------------------------------------------------------- removing items
+
+    def removed_rows(self, side: str) -> np.ndarray:
+        """Sorted rows of ``side`` removed from the index (kept on disk, never returned)."""
+        return np.asarray(self.info.get("removed", {}).get(side, []), dtype=np.int64)
+
+    def remove(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Take the items with these ids out of every search, without a rebuild: their rows
+        are recorded as removed in ``index.json`` (a tombstone per side row) and the searcher
+        skips them; FAISS files, shards and columns stay as they are. Unknown ids are
+        returned, not an error (removing twice is harmless)."""
+        wanted = set(ids)
+        removed = self.info.setdefault("removed", {})
+        found: set[str] = set()
+        newly = {side: 0 for side in SIDES}
+        for side in SIDES:
+            rows = set(removed.get(side, []))
+            for row, meta in enumerate(self.sides[side].meta):
+                if meta["id"] in wanted:
+                    found.add(meta["id"])
+                    if row not in rows:
+                        rows.add(row)
+                        newly[side] += 1
+            removed[side] = sorted(rows)
+        write_info(self.root, self.info)
+        return {"removed": newly, "unknown": sorted(wanted - found), "totals": self.counts()}
+
     # ---------------------------------------------------------------- facts
 
     def counts(self) -> dict[str, int]:
-        return {s: len(self.sides[s]) if s in self.sides else 0 for s in SIDES}
+        """Items each side can return (rows minus removed ones)."""
+        return {s: (len(self.sides[s]) - len(self.removed_rows(s))) if s in self.sides else 0
+                for s in SIDES}
 
     def _ann_kinds(self) -> dict[str, str]:
         return {s: v["kind"] for s, v in self.info["ann"]["sides"].items()}

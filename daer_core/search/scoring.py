@@ -71,14 +71,18 @@ class PairScorer:
     @torch.no_grad()
     def scores(self, query_side: Side, query_emb: torch.Tensor, query_half: torch.Tensor | None,
                item_emb: torch.Tensor | None, item_half: torch.Tensor | None, *,
-               logits: bool = False) -> torch.Tensor:
+               logits: bool = False, bf16: bool = False) -> torch.Tensor:
         """Exact scores ``(N,)`` of one query against N items of the other side (CPU float32).
 
         ``query_emb`` is ``(1, D)``; items come as halves (split models) or embeddings.
         ``logits=True`` returns the head's score before its final sigmoid — the same order
         without float32 saturation into ties, which is what ranking uses (as evaluation does).
+        ``bf16`` runs the head's layers in bfloat16 (fast where native; the caller settles
+        near-ties in float32, as :class:`~.searcher.GallerySearcher` does).
         """
-        with emitting_logits(self.model.relation) if logits else nullcontext():
+        dev = self._device()
+        with emitting_logits(self.model.relation) if logits else nullcontext(), \
+                torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             return self._scores(query_side, query_emb, query_half, item_emb, item_half)
 
     def _scores(self, query_side, query_emb, query_half, item_emb, item_half) -> torch.Tensor:

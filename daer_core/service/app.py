@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,8 @@ from starlette.concurrency import run_in_threadpool
 from ..data.images import load_rgb
 from ..errors import ConfigError
 from ..search import source_items
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_QUERY_CHARS = 1000
@@ -74,6 +77,45 @@ def model_card(searcher, run_dir: Path, config) -> dict[str, Any]:
     }
 
 
+class IndexReloader:
+    """Picks up a new version of the served index folder (``daer index`` added or removed
+    items): ``index.json`` changed since it was read, so the index is opened again and
+    swapped in whole. Called under the query lock, between queries; a version that cannot
+    be opened (being written, damaged) is logged and the one in use is kept."""
+
+    def __init__(self, searcher):
+        self.searcher = searcher
+        self.path = Path(searcher.index.root) / "index.json"
+        self.stamp = self._stamp()
+        self.version = 1
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        stamp = self._stamp()
+        if stamp is None or stamp == self.stamp:
+            return False
+        from ..search import GalleryIndex
+        old = self.searcher.index
+        try:
+            new = GalleryIndex.open(old.root, self.searcher.model, mmap=old.mmap)
+        except Exception as exc:  # noqa: BLE001 - keep serving the version in use
+            log.warning("%s changed but cannot be opened (%s); still serving the previous"
+                        " version", self.path, exc)
+            return False
+        self.searcher.index = new
+        self.searcher.scorer = new.scorer
+        self.stamp = stamp
+        self.version += 1
+        log.info("%s: serving version %d (%s)", self.path, self.version, new.counts())
+        return True
+
+
 def _public_index(info: dict[str, Any]) -> dict[str, Any]:
     """The index summary without the server's paths: folder names, the sources' kinds."""
     out = dict(info)
@@ -105,7 +147,7 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
                    "type": str(e.get("type", ""))} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": detail})
     lock = threading.Lock()  # one query at a time through the model (it is not re-entrant)
-    index = searcher.index
+    reloader = IndexReloader(searcher)
 
     def results(res, query: str) -> dict[str, Any]:
         rows = []
@@ -118,12 +160,13 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
                                 else None)
             rows.append(row)
         return {"query": query, "results_kind": res.side, "candidates": res.candidates,
-                "gallery_size": len(index.sides[res.side]), "exhaustive": res.exhaustive,
+                "gallery_size": searcher.index.counts()[res.side], "exhaustive": res.exhaustive,
                 "milliseconds": {k: round(v * 1000, 2) for k, v in res.seconds.items()},
                 "results": rows}
 
     def run_search(fn, *args):
         with lock:
+            reloader.refresh()  # between queries: none is dropped, none sees half an index
             try:
                 return fn(*args)
             except ConfigError as exc:  # e.g. an image query against an image-only index
@@ -137,7 +180,10 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
 
     @app.get("/api/health")
     def health():
-        return {"status": "ok", "items": index.counts()}
+        with lock:
+            reloader.refresh()
+        return {"status": "ok", "items": searcher.index.counts(),
+                "index_version": reloader.version}
 
     @app.get("/api/model")
     def model():
@@ -217,11 +263,12 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
 
     @lru_cache(maxsize=8)
     def job_items(job: int):
-        spec = next(j["source"] for j in index.info["jobs"] if j["job"] == job)
+        spec = next(j["source"] for j in searcher.index.info["jobs"] if j["job"] == job)
         return source_items(spec, registry)
 
     @app.get("/api/items/{side}/{row}/thumbnail")
     def thumbnail(side: str, row: int, size: int = 160):
+        index = searcher.index
         if side not in index.sides:
             raise HTTPException(404, f"no side {side!r}; use image or text")
         data = index.sides[side]

@@ -1,0 +1,173 @@
+"""Each side's rows as memory-mapped column files, so a large index opens in seconds and
+serves from a few pages of RAM.
+
+The shards (:mod:`.storage`) are the index's record: written one at a time, resumable. Reading
+every shard into memory on open is fine for 10^4 items and not for 10^6 (seconds per 10^5 rows,
+and the whole embedding matrix resident). After each job completes, the shards of every
+complete job are consolidated, per side, into::
+
+    columns/{side}-embedding.npy   float32 (rows, D)      opened with numpy mmap
+    columns/{side}-half.npy        float32 (rows, H)      (models whose head splits)
+    columns/{side}-meta.jsonl      one JSON object per row (id, text, path, labels, job, ...)
+    columns/{side}-meta.offsets.npy  int64 byte offset of each line (+ the end)
+
+written under temporary names and moved into place, then recorded in ``index.json``
+(``columns``: the jobs they hold). Searching reads only the candidates' rows and the hits'
+metadata lines; pages the OS loaded are file cache, reclaimable, not the process's own memory.
+An index whose columns are missing or behind its jobs (an older index, an interrupted write)
+is opened from the shards as before, and ``daer index`` writes them again.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .scoring import SIDES, PairScorer
+from .storage import SideData, complete_jobs, read_shard
+
+FOLDER = "columns"
+
+
+def _paths(root: Path, side: str) -> dict[str, Path]:
+    base = Path(root) / FOLDER
+    return {"embedding": base / f"{side}-embedding.npy", "half": base / f"{side}-half.npy",
+            "meta": base / f"{side}-meta.jsonl", "offsets": base / f"{side}-meta.offsets.npy"}
+
+
+class LazyMeta:
+    """Row metadata read from the JSON-lines column on demand (a list's ``len``, indexing
+    and iteration), so 10^6 items' metadata never sit in memory as Python objects."""
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self.path = Path(path)
+        self.offsets = offsets
+        self._fh = None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def _file(self):
+        if self._fh is None:
+            self._fh = self.path.open("rb")
+        return self._fh
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        row = int(row)
+        if row < 0:
+            row += len(self)
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        fh = self._file()
+        fh.seek(int(self.offsets[row]))
+        return json.loads(fh.read(int(self.offsets[row + 1] - self.offsets[row])))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with self.path.open("rb") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+    def __getstate__(self):  # an open file cannot travel; it is reopened on first use
+        return {"path": self.path, "offsets": self.offsets, "_fh": None}
+
+
+def current(info: dict[str, Any]) -> bool:
+    """Whether ``index.json`` says the columns hold exactly its complete jobs."""
+    done = [j["job"] for j in complete_jobs(info)]
+    return bool(done) and info.get("columns", {}).get("jobs") == done
+
+
+def write(root: Path, info: dict[str, Any], scorer: PairScorer) -> dict[str, Any]:
+    """Consolidate the shards of every complete job into the column files (atomically, one
+    file at a time: readers of ``index.json`` only trust them once it records them) and
+    return the ``columns`` entry for ``index.json``."""
+    root = Path(root)
+    (root / FOLDER).mkdir(exist_ok=True)
+    jobs = complete_jobs(info)
+    counts = {side: 0 for side in SIDES}
+    for job in jobs:  # a first pass for the sizes, so the arrays are written in place
+        for shard in range(job["shards"]):
+            data = read_shard(root, job["job"], shard)
+            for side in SIDES:
+                counts[side] += len(data[f"{side}_pos"])
+    for side in SIDES:
+        paths = _paths(root, side)
+        tmp = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
+        emb = _new_array(tmp["embedding"], (counts[side], scorer.dim(side)))
+        half = (_new_array(tmp["half"], (counts[side], scorer.hidden_dim))
+                if scorer.splits else None)
+        offsets = [0]
+        row = 0
+        with tmp["meta"].open("wb") as meta:
+            for job in jobs:
+                for shard in range(job["shards"]):
+                    data = read_shard(root, job["job"], shard)
+                    pos = data[f"{side}_pos"]
+                    n = len(pos)
+                    if not n:
+                        continue
+                    emb[row:row + n] = data[f"{side}_embedding"]
+                    if half is not None:
+                        half[row:row + n] = data[f"{side}_half"]
+                    for p in pos:
+                        line = json.dumps({**data["items"][int(p)], "job": job["job"],
+                                           "position": shard * job["shard_size"] + int(p)}
+                                          ).encode("utf-8") + b"\n"
+                        meta.write(line)
+                        offsets.append(offsets[-1] + len(line))
+                    row += n
+            meta.flush()
+            os.fsync(meta.fileno())
+        for array in (emb, half):
+            if isinstance(array, np.memmap):
+                array.flush()
+        del emb, half
+        with tmp["offsets"].open("wb") as fh:  # (a path not ending in .npy would get one)
+            np.save(fh, np.asarray(offsets, dtype=np.int64))
+        for key in ("embedding", "half", "meta", "offsets"):
+            if tmp[key].exists():
+                os.replace(tmp[key], paths[key])
+        if not scorer.splits and paths["half"].exists():
+            paths["half"].unlink()
+    return {"jobs": [j["job"] for j in jobs], "counts": counts}
+
+
+def _new_array(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A float32 ``.npy`` file of ``shape`` to fill in place (an empty one is written whole:
+    a zero-length file cannot be mapped)."""
+    if shape[0] == 0:
+        with path.open("wb") as fh:
+            np.save(fh, np.zeros(shape, dtype=np.float32))
+        return np.zeros(shape, dtype=np.float32)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+
+
+def read(root: Path, scorer: PairScorer, *, mmap: bool = True) -> dict[str, SideData]:
+    """Every side's rows from the column files: memory-mapped (``mmap``), or read into memory
+    (the same numbers; what an index in RAM holds)."""
+    out = {}
+    for side in SIDES:
+        paths = _paths(root, side)
+        offsets = np.load(paths["offsets"])
+        mode = "r" if mmap and len(offsets) > 1 else None   # (an empty array has no pages)
+        emb = np.load(paths["embedding"], mmap_mode=mode)
+        half = np.load(paths["half"], mmap_mode=mode) if scorer.splits else None
+        meta: Any = LazyMeta(paths["meta"], offsets)
+        if not mmap:
+            meta = list(meta)
+        out[side] = SideData(_tensor(emb), None if half is None else _tensor(half), meta)
+    return out
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over the array's memory (a read-only map stays read-only: nothing writes)."""
+    if isinstance(array, np.memmap) and not array.flags.writeable:
+        import warnings
+        with warnings.catch_warnings():  # torch warns about non-writable arrays it will not write
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(array)
+    return torch.from_numpy(np.ascontiguousarray(array))
