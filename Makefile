@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,pretrained,search]'
+	$(BIN)/python -m pip install -e '.[dev,pretrained,search,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
