@@ -31,8 +31,8 @@ from .first_stage import DEFAULT_METHOD, FirstStage, fit_first_stage, load_first
 from .gallery import GalleryItem, GallerySource, source_items
 from .scoring import SIDES, PairScorer
 from .storage import (SCHEMA, SearchIndexError, SideData, complete_jobs, ids_digest, read_info,
-                      read_shard, read_sides, shard_path, weights_fingerprint, write_info,
-                      write_shard)
+                      read_shard, read_sides, shard_path, shard_sides, weights_fingerprint,
+                      write_info, write_shard)
 
 __all__ = ["BuildReport", "DEFAULT_FIT_ITEMS", "DEFAULT_SHARD_SIZE", "GalleryIndex", "SCHEMA",
            "SearchIndexError", "SideData", "source_items", "weights_fingerprint"]
@@ -198,28 +198,15 @@ class GalleryIndex:
         items = source.items
         if shard_size < 1:
             raise ConfigError("--shard-size must be at least 1")
-        job = next((j for j in self.info["jobs"] if j["key"] == source.key), None)
-        if job is not None and job.get("complete"):
+        job = self.prepare_job(source, shard_size)
+        if job is None:
+            job = next(j for j in self.info["jobs"] if j["key"] == source.key)
             return BuildReport(job["job"], source.spec, len(items), {"text": 0, "image": 0}, [],
                                0, True, time.perf_counter() - started, self.counts(),
                                self._ann_kinds())
-        self._check_ids(items)
-        if job is not None and job["ids_sha256"] != ids_digest(items):
-            raise SearchIndexError(
-                f"{self.root}: an interrupted job for this gallery ({source.spec}) listed other"
-                f" items than the gallery has now; remove its shards"
-                f" ({self.root / 'shards'}/j{job['job']:03d}-*) and its entry in index.json, or"
-                f" build into a new folder")
-        if job is None:
-            job = {"job": len(self.info["jobs"]), "key": source.key, "source": source.spec,
-                   "count": len(items), "shard_size": shard_size,
-                   "shards": (len(items) + shard_size - 1) // shard_size,
-                   "ids_sha256": ids_digest(items), "complete": False, "skipped": []}
-            self.info["jobs"].append(job)
-            write_info(self.root, self.info)
         size = job["shard_size"]
-        done = [s for s in range(job["shards"]) if self._shard_path(job["job"], s).is_file()]
-        todo = [s for s in range(job["shards"]) if s not in done]
+        todo = self.missing_shards(job)
+        done = [s for s in range(job["shards"]) if s not in todo]
         bar = tqdm(total=len(items), initial=sum(len(items[s * size:(s + 1) * size]) for s in done),
                    desc=f"indexing {len(items)} items", unit="item",
                    # None: frames on a terminal only, never into a redirected stderr
@@ -266,6 +253,38 @@ class GalleryIndex:
         return BuildReport(job["job"], source.spec, len(items), added, skipped, len(done), False,
                            time.perf_counter() - started, self.counts(), self._ann_kinds())
 
+    def prepare_job(self, source: GallerySource, shard_size: int) -> dict[str, Any] | None:
+        """The job ``source`` is embedded as: an interrupted one for the same source (checked
+        to list the same items), or a new one recorded in ``index.json`` before any shard is
+        written; None when the source is already indexed. (:meth:`add_source` and the Ray
+        engine both start here.)"""
+        if shard_size < 1:
+            raise ConfigError("--shard-size must be at least 1")
+        items = source.items
+        job = next((j for j in self.info["jobs"] if j["key"] == source.key), None)
+        if job is not None and job.get("complete"):
+            return None
+        self._check_ids(items)
+        digest = ids_digest(items)
+        if job is not None and job["ids_sha256"] != digest:
+            raise SearchIndexError(
+                f"{self.root}: an interrupted job for this gallery ({source.spec}) listed other"
+                f" items than the gallery has now; remove its shards"
+                f" ({self.root / 'shards'}/j{job['job']:03d}-*) and its entry in index.json, or"
+                f" build into a new folder")
+        if job is None:
+            job = {"job": len(self.info["jobs"]), "key": source.key, "source": source.spec,
+                   "count": len(items), "shard_size": shard_size,
+                   "shards": (len(items) + shard_size - 1) // shard_size,
+                   "ids_sha256": digest, "complete": False, "skipped": []}
+            self.info["jobs"].append(job)
+            write_info(self.root, self.info)
+        return job
+
+    def missing_shards(self, job: dict[str, Any]) -> list[int]:
+        """Shards of ``job`` not written yet (a written shard is complete: atomic writes)."""
+        return [s for s in range(job["shards"]) if not self._shard_path(job["job"], s).is_file()]
+
     def _check_ids(self, items: Sequence[GalleryItem]) -> None:
         seen: set[str] = set()
         dup = [it.id for it in items if it.id in seen or seen.add(it.id)]
@@ -284,18 +303,8 @@ class GalleryIndex:
     def _write_shard(self, job: int, shard: int, chunk: Sequence[GalleryItem], got) -> None:
         """Store what :func:`~.embedding.embed_items` returned for ``chunk``, with the halves
         of the embeddings when the model splits."""
-        sides: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
-        for side in SIDES:
-            pos = got.image_pos if side == "image" else got.text_pos
-            emb = got.image if side == "image" else got.text
-            if emb is None:
-                emb = torch.zeros(0, self.scorer.dim(side))
-            half = None
-            if self.scorer.splits:
-                device = next(self.scorer.model.parameters()).device
-                half = self.scorer.halves(side, emb.to(device)).float().cpu().numpy()
-            sides[side] = (np.asarray(pos, dtype=np.int64), emb.numpy().astype(np.float32), half)
-        write_shard(self.root, job, shard, sides, got.skipped, [it.meta() for it in chunk])
+        write_shard(self.root, job, shard, shard_sides(self.scorer, got), got.skipped,
+                    [it.meta() for it in chunk])
 
     def _extend_ann(self, added: dict[str, int], new_vectors: dict[str, list[np.ndarray]]) -> None:
         """Append the job's rows to each side's FAISS index, or re-index the side when the

@@ -35,8 +35,7 @@ import numpy as np
 from ..errors import ConfigError
 from .gallery import GallerySource
 from .scoring import SIDES
-from .storage import (SearchIndexError, ids_digest, read_shard, shard_path, write_info,
-                      write_shard)
+from .storage import SearchIndexError, ids_digest, read_shard, shard_sides, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -87,56 +86,6 @@ class RayEmbedReport:
 
 
 # ------------------------------------------------------------------ the job and its shards
-
-def prepare_job(index, source: GallerySource, shard_size: int) -> dict[str, Any] | None:
-    """The job :meth:`~.index.GalleryIndex.add_source` will embed ``source`` as: an
-    interrupted one for the same source (checked to list the same items), or a new one
-    recorded in ``index.json`` before any shard is written, as ``add_source`` does. None when
-    the source is already indexed (a complete job)."""
-    # Mirrors the job bookkeeping at the top of GalleryIndex.add_source (which this module
-    # may not change); both must keep agreeing on key, numbering, shard size and digest.
-    if shard_size < 1:
-        raise ConfigError("--shard-size must be at least 1")
-    items = source.items
-    job = next((j for j in index.info["jobs"] if j["key"] == source.key), None)
-    if job is not None and job.get("complete"):
-        return None
-    index._check_ids(items)
-    digest = ids_digest(items)
-    if job is not None and job["ids_sha256"] != digest:
-        raise SearchIndexError(
-            f"{index.root}: an interrupted job for this gallery ({source.spec}) listed other"
-            f" items than the gallery has now; remove its shards"
-            f" ({index.root / 'shards'}/j{job['job']:03d}-*) and its entry in index.json, or"
-            f" build into a new folder")
-    if job is None:
-        job = {"job": len(index.info["jobs"]), "key": source.key, "source": source.spec,
-               "count": len(items), "shard_size": shard_size,
-               "shards": (len(items) + shard_size - 1) // shard_size,
-               "ids_sha256": digest, "complete": False, "skipped": []}
-        index.info["jobs"].append(job)
-        write_info(index.root, index.info)
-    return job
-
-
-def shard_arrays(scorer, got) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Per side, what :func:`.storage.write_shard` stores for the result ``got`` of
-    :func:`.embedding.embed_items`: positions, float32 embeddings and, when the model splits,
-    the relation head's halves (as ``GalleryIndex._write_shard`` computes them)."""
-    import torch
-    sides = {}
-    for side in SIDES:
-        pos = got.image_pos if side == "image" else got.text_pos
-        emb = got.image if side == "image" else got.text
-        if emb is None:
-            emb = torch.zeros(0, scorer.dim(side))
-        half = None
-        if scorer.splits:
-            device = next(scorer.model.parameters()).device
-            half = scorer.halves(side, emb.to(device)).float().cpu().numpy()
-        sides[side] = (np.asarray(pos, dtype=np.int64), emb.numpy().astype(np.float32), half)
-    return sides
-
 
 def encode_shard(sides, skipped: Sequence[tuple[int, str]], items: list[dict]) -> bytes:
     """One embedded shard as npz bytes (numbers and JSON only: nothing is pickled), for the
@@ -203,7 +152,7 @@ class ShardEmbedder:
             chunk = self.items[s * self.shard_size:(s + 1) * self.shard_size]
             got = embed_items(self.model, self.preprocess, chunk, batch_size=self.batch_size,
                               num_workers=self.num_workers, device=self.device)
-            payloads.append(encode_shard(shard_arrays(self.scorer, got), got.skipped,
+            payloads.append(encode_shard(shard_sides(self.scorer, got), got.skipped,
                                          [it.meta() for it in chunk]))
             shards.append(s)
             counts.append(len(chunk))
@@ -319,12 +268,12 @@ class RayEngine:
         after shard ``s`` is written."""
         from tqdm.auto import tqdm
         started = time.perf_counter()
-        job = prepare_job(index, source, shard_size)
+        job = index.prepare_job(source, shard_size)
         if job is None:
             return None
         items, size, root = source.items, job["shard_size"], Path(index.root)
-        done = [s for s in range(job["shards"]) if shard_path(root, job["job"], s).is_file()]
-        todo = [s for s in range(job["shards"]) if s not in set(done)]
+        todo = index.missing_shards(job)
+        done = [s for s in range(job["shards"]) if s not in set(todo)]
         shard_items = {s: len(items[s * size:(s + 1) * size]) for s in range(job["shards"])}
         embedded, first, busy = 0, 0.0, 0.0
         where = "local"

@@ -112,6 +112,25 @@ def read_shard(root: Path, job: int, shard: int) -> dict[str, Any]:
     return data
 
 
+def shard_sides(scorer: PairScorer, got) -> dict[str, tuple[np.ndarray, np.ndarray,
+                                                            np.ndarray | None]]:
+    """Per side, what :func:`write_shard` stores for the result ``got`` of
+    :func:`~.embedding.embed_items`: positions, float32 embeddings and, when the model
+    splits, the relation head's halves."""
+    sides = {}
+    for side in SIDES:
+        pos = got.image_pos if side == "image" else got.text_pos
+        emb = got.image if side == "image" else got.text
+        if emb is None:
+            emb = torch.zeros(0, scorer.dim(side))
+        half = None
+        if scorer.splits:
+            device = next(scorer.model.parameters()).device
+            half = scorer.halves(side, emb.to(device)).float().cpu().numpy()
+        sides[side] = (np.asarray(pos, dtype=np.int64), emb.numpy().astype(np.float32), half)
+    return sides
+
+
 def write_shard(root: Path, job: int, shard: int,
                 sides: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
                 skipped: Sequence[tuple[int, str]], items: list[dict[str, Any]]) -> None:

@@ -3,7 +3,8 @@
 Endpoints (all JSON unless said otherwise):
 
 ``GET  /``                         the web page (static HTML + JS, no build step)
-``GET  /api/health``               ``{"status": "ok", "items": {"image": N, "text": M}}``
+``GET  /api/health``               ``{"status": "ok", "items": {"image": N, "text": M}}``;
+                                   header ``X-Index-Version`` counts the index versions served
 ``GET  /api/model``                the model card: run, preset, components, test metrics, index
 ``POST /api/search/text``          ``{"query": "...", "k": 10, "candidates": null}`` -> images
 ``POST /api/search/image``         multipart ``file`` (+ optional ``k``, ``candidates``) -> texts
@@ -182,8 +183,9 @@ def create_app(searcher, *, card: dict[str, Any], max_upload_bytes: int = 10 * 2
     def health():
         with lock:
             reloader.refresh()
-        return {"status": "ok", "items": searcher.index.counts(),
-                "index_version": reloader.version}
+        # the version the service serves, as a header (the body's schema stays as it was)
+        return JSONResponse({"status": "ok", "items": searcher.index.counts()},
+                            headers={"X-Index-Version": str(reloader.version)})
 
     @app.get("/api/model")
     def model():

@@ -31,7 +31,7 @@ from torch import nn
 from ..config import RunConfig
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluation.protocol import resolve_protocol
-from ..evaluation.retrieval import Embedded, embed_records
+from ..evaluation.retrieval import Embedded, embed_records, evaluate_embedded
 from ..interfaces import FeatureDataset, TrainingRecipe
 from ..pipeline import RetrievalModel, build_pipeline
 from . import assembly, stage_loop, validation
@@ -198,8 +198,10 @@ class Trainer:
 
     def _retrieval_validation(self, scorer: str = "relation") -> dict[str, float]:
         emb = self._embed(self.splits["val"], "validation")
+        # evaluate_embedded is looked up in this module at each call (tests script it here)
         return validation.retrieval(self.model, emb, self.config, self.protocol,
-                                    device=self.device, scorer=scorer)
+                                    device=self.device, scorer=scorer,
+                                    category_fn=evaluate_embedded)
 
     def _embed(self, records: list, desc: str) -> Embedded:
         # embed_records is looked up in this module at each call (tests spy on it here)

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from ..evaluation.protocol import evaluate_split
-from ..evaluation.retrieval import Embedded, embed_records
+from ..evaluation.retrieval import Embedded, embed_records, evaluate_embedded
 from ..interfaces import StageSpec
 
 
@@ -44,11 +44,20 @@ def accuracy(recipe, stage: str, spec: StageSpec, model, heads, records: list, *
 
 
 def retrieval(model, emb: Embedded, config, protocol: str, *, device: torch.device,
-              scorer: str = "relation") -> dict[str, float]:
+              scorer: str = "relation",
+              category_fn: Callable = evaluate_embedded) -> dict[str, float]:
     """The validation split's retrieval figures under the run's protocol, with ``score``
-    (mAP average, or mean Recall@K)."""
-    rep, _ = evaluate_split(model, emb, config.evaluate, protocol,
-                            device=device, scorer=scorer, with_category=False)
+    (mAP average, or mean Recall@K). Category-level scoring by the relation head goes
+    through ``category_fn`` (:func:`~daer_core.evaluation.retrieval.evaluate_embedded`; the
+    trainer passes the one its module holds, the seam tests script validation scores with)."""
+    ec = config.evaluate
+    if protocol == "category" and scorer == "relation":
+        rep, _ = category_fn(model, emb, block_size=ec.block_size, device=device, ks=ec.ks,
+                             bf16=ec.bf16)
+        return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
+                "score": rep["avg"]}
+    rep, _ = evaluate_split(model, emb, ec, protocol, device=device, scorer=scorer,
+                            with_category=False)
     if protocol == "category":
         return {"val_i2t": rep["i2t"], "val_t2i": rep["t2i"], "val_avg": rep["avg"],
                 "score": rep["score"]}
