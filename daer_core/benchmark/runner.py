@@ -173,9 +173,8 @@ def run_benchmark(config: BenchmarkConfig, out_dir: Path | str, *, registry=None
     computed nor reported missing); the report covers every finished cell.
     ``daer_train_fn`` replaces :func:`daer_core.training.api.train_and_evaluate` (tests).
     """
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    from registry import get_registry
+    registry = get_registry(registry)
     check_components(config, registry)
     out_dir = Path(out_dir)
     claim_out_folder(out_dir)

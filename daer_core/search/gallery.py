@@ -116,9 +116,8 @@ def resolve_gallery(spec: str, run_config, *, params: Sequence[str] = (), prefix
     Raises :class:`ConfigError` for a spec that names nothing and :class:`DataError` for a
     source that cannot be read.
     """
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    from registry import get_registry
+    registry = get_registry(registry)
     text = spec.strip()
     if not text:
         raise ConfigError("--gallery is empty; give a split (test), dataset:NAME[:SPLIT], a"
@@ -169,9 +168,8 @@ def resolve_gallery(spec: str, run_config, *, params: Sequence[str] = (), prefix
 
 def source_items(spec: dict[str, Any], registry=None) -> list[GalleryItem]:
     """Re-create the items of a stored job source (to draw images that have no file)."""
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    from registry import get_registry
+    registry = get_registry(registry)
     kind = spec.get("kind")
     prefix = spec.get("prefix", "")
     if kind in ("split", "dataset"):

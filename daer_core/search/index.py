@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from . import ann, columns
+from . import ann, columns, removal
 from .first_stage import DEFAULT_METHOD, FirstStage, fit_first_stage, load_first_stage
 from .gallery import GalleryItem, GallerySource, source_items
 from .scoring import SIDES, PairScorer
@@ -143,15 +143,6 @@ class GalleryIndex:
         index._load_sides()
         return index
 
-    def _complete_jobs(self) -> list[dict[str, Any]]:
-        return complete_jobs(self.info)
-
-    def _shard_path(self, job: int, shard: int) -> Path:
-        return shard_path(self.root, job, shard)
-
-    def _read_shard(self, job: int, shard: int) -> dict[str, Any]:
-        return read_shard(self.root, job, shard)
-
     def _load_sides(self) -> None:
         """The rows of every complete job (from the column files when they are current, else
         from the shards) and the FAISS files."""
@@ -230,7 +221,7 @@ class GalleryIndex:
         skipped: list[tuple[str, str]] = []
         new_vectors: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
         for shard in range(job["shards"]):
-            data = self._read_shard(job["job"], shard)
+            data = read_shard(self.root, job["job"], shard)
             for side in SIDES:
                 n = len(data[f"{side}_pos"])
                 added[side] += n
@@ -283,7 +274,7 @@ class GalleryIndex:
 
     def missing_shards(self, job: dict[str, Any]) -> list[int]:
         """Shards of ``job`` not written yet (a written shard is complete: atomic writes)."""
-        return [s for s in range(job["shards"]) if not self._shard_path(job["job"], s).is_file()]
+        return [s for s in range(job["shards"]) if not shard_path(self.root, job["job"], s).is_file()]
 
     def _check_ids(self, items: Sequence[GalleryItem]) -> None:
         seen: set[str] = set()
@@ -375,29 +366,13 @@ class GalleryIndex:
     # ---------------------------------------------------------------- removing items
 
     def removed_rows(self, side: str) -> np.ndarray:
-        """Sorted rows of ``side`` removed from the index (kept on disk, never returned)."""
-        return np.asarray(self.info.get("removed", {}).get(side, []), dtype=np.int64)
+        """Sorted rows of ``side`` removed from the index (:mod:`.removal`)."""
+        return removal.removed_rows(self.info, side)
 
     def remove(self, ids: Sequence[str]) -> dict[str, Any]:
-        """Take the items with these ids out of every search, without a rebuild: their rows
-        are recorded as removed in ``index.json`` (a tombstone per side row) and the searcher
-        skips them; FAISS files, shards and columns stay as they are. Unknown ids are
-        returned, not an error (removing twice is harmless)."""
-        wanted = set(ids)
-        removed = self.info.setdefault("removed", {})
-        found: set[str] = set()
-        newly = {side: 0 for side in SIDES}
-        for side in SIDES:
-            rows = set(removed.get(side, []))
-            for row, meta in enumerate(self.sides[side].meta):
-                if meta["id"] in wanted:
-                    found.add(meta["id"])
-                    if row not in rows:
-                        rows.add(row)
-                        newly[side] += 1
-            removed[side] = sorted(rows)
-        write_info(self.root, self.info)
-        return {"removed": newly, "unknown": sorted(wanted - found), "totals": self.counts()}
+        """Take the items with these ids out of every search, without a rebuild
+        (tombstones, :mod:`.removal`); unknown ids are returned, not an error."""
+        return {**removal.remove_ids(self, ids), "totals": self.counts()}
 
     # ---------------------------------------------------------------- facts
 
@@ -413,6 +388,6 @@ class GalleryIndex:
         """A JSON-ready summary (for the service's model card and ``--json`` output)."""
         return {"path": str(self.root.resolve()), "counts": self.counts(),
                 "first_stage": self.info["first_stage"], "ann": self.info["ann"]["sides"],
-                "sources": [j["source"] for j in self._complete_jobs()],
+                "sources": [j["source"] for j in complete_jobs(self.info)],
                 "run_dir": self.info["run_dir"]}
 

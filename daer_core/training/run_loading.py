@@ -28,9 +28,8 @@ def load_run(run_dir: Path | str, *, registry=None) -> LoadedRun:
     Weights come from safetensors and the vocabulary from JSON; nothing is unpickled. The
     test split is re-read from the dataset and filtered to the ids recorded in ``split.json``.
     """
-    if registry is None:
-        from registry import get_registry
-        registry = get_registry()
+    from registry import get_registry
+    registry = get_registry(registry)
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: not a run directory (config.yaml missing)")

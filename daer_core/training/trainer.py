@@ -59,9 +59,8 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: Path, registry=None, *,
                  splits: tuple[str, ...] = ("train", "val", "test")):
-        if registry is None:
-            from registry import get_registry
-            registry = get_registry()
+        from registry import get_registry
+        registry = get_registry(registry)
         if config.dataset is None:
             raise ConfigError("dataset: a run needs a dataset (config key `dataset`, or"
                               " --dataset NAME)")
