@@ -25,27 +25,28 @@ Everything is derived from ``seed`` with numpy ``Generator`` objects, so the sam
 the same pairs on any machine. Captions are built eagerly (they are short); each image is
 drawn on demand by a small picklable :class:`ShapeScene` stored in ``PairRecord.image``, so
 nothing big is held in memory and DataLoader workers can receive records.
+
+This module makes the scenes and their captions; how a scene is drawn (the colours' RGB, the
+shapes' outlines, the noise) is :mod:`plugins.datasets.shapes.drawing`. The caption code
+stays here with its word tables, which tests patch on this module.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 from pydantic import Field, model_validator
 
 from daer_core.data.splits import SplitFractions, sizes_from_fractions
 from daer_core.interfaces.data import SPLITS, DataReport, PairDataset, PairRecord, SplitName
 from registry import Params
 
+# the drawing of a scene lives in .drawing; its names are re-exported here, where the package
+# and older code import them from
+from .drawing import COLOURS, ShapeObject, ShapeScene, _draw_shape, _polygon  # noqa: F401
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 230),
-    "yellow": (235, 215, 40), "magenta": (210, 50, 200), "cyan": (40, 205, 215),
-    "orange": (245, 140, 30), "white": (235, 235, 235),
-}
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
 
 #: caption words: main object sizes, distractor sizes, and each relation's phrasings
@@ -140,80 +141,6 @@ def class_combos(num_classes: int, scheme: LabelScheme) -> list[tuple[str | None
 def class_name(combo: tuple[str | None, str | None]) -> str:
     shape, colour = combo
     return " ".join(w for w in (colour, shape) if w)
-
-
-@dataclass(frozen=True)
-class ShapeObject:
-    """One drawn object: centre and radius as fractions of the image side."""
-
-    shape: str
-    colour: str
-    cx: float
-    cy: float
-    radius: float
-    angle: float  # rotation in degrees (stars, triangles, crosses)
-
-
-@dataclass(frozen=True)
-class ShapeScene:
-    """Everything needed to draw one image; calling it returns the RGB PIL image.
-
-    Holding only a few numbers keeps records small and picklable; drawing is a pure function
-    of these fields, so an image is identical however often or wherever it is drawn.
-    """
-
-    size: int
-    background: tuple[int, int, int]
-    objects: tuple[ShapeObject, ...]
-    noise_seed: int
-
-    def __call__(self) -> Image.Image:
-        scale = max(1, min(4, 256 // self.size))  # supersample for smooth edges
-        side = self.size * scale
-        img = Image.new("RGB", (side, side), self.background)
-        draw = ImageDraw.Draw(img)
-        rng = np.random.default_rng(self.noise_seed)
-        for obj in self.objects:
-            jitter = rng.integers(-25, 26, size=3)
-            fill = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLOURS[obj.colour], jitter))
-            _draw_shape(draw, obj, side, fill)
-        img = img.resize((self.size, self.size), Image.LANCZOS) if scale > 1 else img
-        arr = np.asarray(img, dtype=np.int16)
-        arr = arr + rng.integers(-8, 9, size=arr.shape, dtype=np.int16)  # sensor-like noise
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-
-
-def _polygon(cx: float, cy: float, r: float, n: int, angle: float,
-             inner: float | None = None) -> list[tuple[float, float]]:
-    """Vertices of a regular polygon (or a star when ``inner`` radius ratio is given)."""
-    pts = []
-    steps = n * 2 if inner else n
-    for k in range(steps):
-        rad = r * (inner if inner and k % 2 else 1.0)
-        a = math.radians(angle) + 2 * math.pi * k / steps - math.pi / 2
-        pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
-    return pts
-
-
-def _draw_shape(draw: ImageDraw.ImageDraw, obj: ShapeObject, side: int, fill) -> None:
-    cx, cy, r = obj.cx * side, obj.cy * side, obj.radius * side
-    if obj.shape == "circle":
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
-    elif obj.shape == "square":
-        s = r * 0.85
-        draw.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
-    elif obj.shape == "triangle":
-        draw.polygon(_polygon(cx, cy, r, 3, obj.angle), fill=fill)
-    elif obj.shape == "diamond":
-        draw.polygon(_polygon(cx, cy, r, 4, 0.0), fill=fill)
-    elif obj.shape == "cross":
-        w = r * 0.33
-        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
-        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
-    elif obj.shape == "star":
-        draw.polygon(_polygon(cx, cy, r, 5, obj.angle, inner=0.45), fill=fill)
-    else:  # pragma: no cover - SHAPES is closed
-        raise ValueError(f"unknown shape {obj.shape!r}")
 
 
 def relation_of(main: ShapeObject, other: ShapeObject) -> str:
