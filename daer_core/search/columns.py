@@ -62,9 +62,9 @@ class LazyMeta:
             row += len(self)
         if not 0 <= row < len(self):
             raise IndexError(row)
-        fh = self._file()
-        fh.seek(int(self.offsets[row]))
-        return json.loads(fh.read(int(self.offsets[row + 1] - self.offsets[row])))
+        # a positional read: threads (the service's thumbnails beside a search) share the file
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return json.loads(os.pread(self._file().fileno(), end - start, start))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         with self.path.open("rb") as fh:
