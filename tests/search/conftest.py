@@ -16,6 +16,7 @@ import torch
 
 pytest.importorskip("faiss", reason="the search extra is not installed: pip install -e '.[search]'")
 
+from search_cli import tiny_search_pipeline  # noqa: E402
 from search_gallery import GALLERY, GALLERY_SET  # noqa: E402
 
 
@@ -28,15 +29,7 @@ def search_run_config() -> dict:
         "seed": 5,
         "dataset": {"name": "shapes", "params": {"num_pairs": 60, "num_classes": 4,
                                                  "image_size": 32, "seed": 2}},
-        "pipeline": {"text": {"encoder": {"name": "word2vec-lstm",
-                                          "params": {"vector_size": 16, "hidden_size": 16,
-                                                     "out_dim": 16}},
-                              "attention": {"name": "dual-region",
-                                            "params": {"hidden": [8, 8, 8]}}},
-                     "image": {"encoder": {"name": "timm",
-                                           "params": {"model": "convnext_atto", "out_dim": 16}},
-                               "attention": None},
-                     "relation": {"name": "mlp", "params": {"in_dim": 32, "hidden": [16, 8]}}},
+        "pipeline": tiny_search_pipeline(),
         "train": {"device": "cpu", "threads": 1,
                   "stages": {"text": copy.deepcopy(stage), "image": copy.deepcopy(stage),
                              "relation": copy.deepcopy(stage)}},

@@ -7,17 +7,8 @@ import pytest
 
 from daer_core.cli import main as cli_main
 
+from search_cli import run_cli
 from search_gallery import GALLERY, GALLERY_SET
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return int(code), out.out, out.err
 
 
 def test_index_then_search_with_the_index(search_run, tmp_path, capsys):

@@ -6,25 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from daer_core.cli import main as cli_main
 from daer_core.search import GalleryIndex, GallerySearcher, index_gallery, resolve_gallery
 from daer_core.search.columns import LazyMeta
 
+from search_cli import run_cli
+
 QUERIES = ["a large red circle left of a small blue square", "a big green star",
            "the large yellow triangle is above the small white cross"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return int(code), out.out, out.err
 
 
 def hits(searcher, query: str, **kw) -> list[tuple[str, float]]:

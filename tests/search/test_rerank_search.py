@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from daer_core.cli import main as cli_main
+from search_cli import run_cli, tiny_search_pipeline
 
 RERANK_K = 3
 
@@ -24,16 +24,7 @@ def rerank_run_config() -> dict:
         "dataset": {"name": "shapes", "params": {"num_pairs": 30, "num_classes": 4,
                                                  "captions_per_image": 3, "image_size": 32,
                                                  "seed": 2}},
-        "pipeline": {"text": {"encoder": {"name": "word2vec-lstm",
-                                          "params": {"vector_size": 16, "hidden_size": 16,
-                                                     "out_dim": 16}},
-                              "attention": {"name": "dual-region",
-                                            "params": {"hidden": [8, 8, 8]}}},
-                     # layer norm: a few steps of batch norm leave eval-mode images identical
-                     "image": {"encoder": {"name": "timm",
-                                           "params": {"model": "convnext_atto", "out_dim": 16}},
-                               "attention": None},
-                     "relation": {"name": "mlp", "params": {"in_dim": 32, "hidden": [16, 8]}}},
+        "pipeline": tiny_search_pipeline(),
         "train": {"device": "cpu", "threads": 1,
                   "stages": {"contrastive": dict(stage), "relation": dict(stage)}},
         "evaluate": {"examples": 1, "block_size": 16, "rerank_k": RERANK_K},
@@ -46,16 +37,6 @@ def rerank_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rerank-run") / "run"
     train_and_evaluate(rerank_run_config(), out)
     return out
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return int(code), out.out, out.err
 
 
 def image_of(pair_id: str) -> str:
