@@ -92,6 +92,10 @@ def build(args) -> None:
     torch.save({"text": emb.text, "image": emb.image}, args.out / "real.pt")
 
     if args.index.exists():
+        # rebuilt from scratch, but only a folder this script (daer) wrote: an index
+        if not (args.index / "index.json").is_file():
+            raise SystemExit(f"--index {args.index}: exists and is not a daer index (no"
+                             f" index.json); choose a new folder")
         shutil.rmtree(args.index)
     timings = {}
     t0 = time.perf_counter()
