@@ -97,6 +97,13 @@ class TwoTowerRelation(RelationHead):
     @abstractmethod
     def score(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor: ...
 
+    def class_head(self) -> nn.Linear | None:
+        """The linear classifier over the common space that this relation ranks through, if
+        it has one. A recipe that trains a classifier on the common space (FGCrossNet) trains
+        this one instead of a classifier of its own, so that ranking reads the very classifier
+        the recipe trained. Default: none."""
+        return None
+
 
 class RelationLoss(Module):
     """Compares predicted scores ``(Q, P)`` with the 0/1 target ``(Q, P)``; returns a scalar."""

@@ -39,7 +39,9 @@ and B texts pooled, N = 2B items, class ``y_n``):
 
 ``loss = cla + center_weight * center + rank_weight * rank``. One stage, ``fgcrossnet``, one
 optimizer step per batch over the encoders, the classifier and the centres. Retrieval ranks by
-the cosine of the common representations. Single-label data only (the paper's fine-grained
+the cosine of the common representations; with the ``class-softmax`` relation it ranks as the
+public code does, by the cosine of the classifier's softmax outputs, and the recipe then
+trains that relation's classifier as its own. Single-label data only (the paper's fine-grained
 subcategories): the centre and the quadruplets need one class per item.
 """
 from __future__ import annotations
@@ -52,7 +54,8 @@ from pydantic import Field
 from torch import nn
 
 from daer_core.errors import ConfigError
-from daer_core.interfaces import StageSpec, TextEncoder, TrainBatch, TrainingRecipe
+from daer_core.interfaces import (StageSpec, TextEncoder, TrainBatch, TrainingRecipe,
+                                  TwoTowerRelation)
 from registry import Params
 
 from .cm_gans import layer_stack, linear_layers, share_upper_layers
@@ -200,6 +203,13 @@ def image_backbone(text: nn.Module) -> nn.Module | None:
     return text.image_backbone() if isinstance(text, TextEncoder) else None
 
 
+def relation_classifier(model: nn.Module) -> nn.Linear | None:
+    """The classifier the run's relation ranks through (``class-softmax``), or None: the
+    recipe then trains a classifier of its own, used for training only."""
+    relation = model.relation
+    return relation.class_head() if isinstance(relation, TwoTowerRelation) else None
+
+
 def tie_backbone(model: nn.Module) -> None:
     """Make a ``char-grid`` text encoder read through the run's image encoder (one module);
     the text encoder checks that it is built like its own backbone (ConfigError)."""
@@ -244,11 +254,27 @@ class FGCrossNet(TrainingRecipe):
                 "with several labels")
         dim = common_space_dim(model, "fgcrossnet")
         self._share(model)
-        return {"label": nn.Linear(dim, num_classes), "centers": Centers(num_classes, dim)}
+        extras: dict[str, nn.Module] = {"centers": Centers(num_classes, dim)}
+        head = relation_classifier(model)
+        if head is None:
+            extras["label"] = nn.Linear(dim, num_classes)
+        elif head.out_features != num_classes:
+            raise ConfigError(
+                f"train.recipe 'fgcrossnet' trains the classifier of relation "
+                f"'class-softmax', which has pipeline.relation.params.num_classes = "
+                f"{head.out_features}, but the training data has {num_classes} classes; set "
+                f"it to {num_classes}")
+        return extras
+
+    @staticmethod
+    def _classifier(model: nn.Module, extras: nn.ModuleDict) -> nn.Module:
+        head = relation_classifier(model)
+        return head if head is not None else extras["label"]
 
     def trainable(self, stage: str, step: str, model: nn.Module,
                   extras: nn.ModuleDict) -> list[nn.Module]:
-        return [model.text_encoder, model.image_encoder, extras["label"], extras["centers"]]
+        classifier = model.relation if relation_classifier(model) is not None else extras["label"]
+        return [model.text_encoder, model.image_encoder, classifier, extras["centers"]]
 
     @staticmethod
     def _encode(model: nn.Module, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,8 +294,9 @@ class FGCrossNet(TrainingRecipe):
                batch: TrainBatch) -> dict[str, torch.Tensor]:
         p = self.params
         s_i, s_t = self._encode(model, batch)
-        cla = (classification_loss(extras["label"](s_i), batch.labels, False)
-               + classification_loss(extras["label"](s_t), batch.labels, False))
+        label = self._classifier(model, extras)
+        cla = (classification_loss(label(s_i), batch.labels, False)
+               + classification_loss(label(s_t), batch.labels, False))
         feats = torch.cat([s_i, s_t]).float()
         classes = batch.labels.argmax(dim=1).repeat(2)
         centers = extras["centers"].centers

@@ -1,10 +1,11 @@
 """The enhanced relation network of the DAER paper (§3.3): ``concat`` fusion (Eq. 7),
 ``signed-power`` / ``identity`` enhancement (Eq. 8-9), the ``mlp`` relation head (Eq. 10)
-and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and ``cosine`` / ``euclidean`` two-tower
-alternatives.
+and the ``frobenius`` loss (Eq. 11); and the ``product`` fusion and the ``cosine`` /
+``euclidean`` / ``class-softmax`` two-tower alternatives.
 """
 from registry import hookimpl
 
+from .class_softmax import ClassSoftmaxParams, make_class_softmax
 from .concat import ConcatParams, make_concat
 from .cosine import CosineParams, make_cosine
 from .euclidean import EuclideanParams, make_euclidean
@@ -29,3 +30,5 @@ def daer_register_components(registry) -> None:
     registry.add("fusion", "product", factory=make_product, params=ProductParams)
     registry.add("relation", "cosine", factory=make_cosine, params=CosineParams)
     registry.add("relation", "euclidean", factory=make_euclidean, params=EuclideanParams)
+    registry.add("relation", "class-softmax", factory=make_class_softmax,
+                 params=ClassSoftmaxParams)

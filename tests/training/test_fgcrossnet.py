@@ -314,6 +314,61 @@ def test_fgcrossnet_resumes_exactly(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
+# -- ranking on the softmax of the C-way output (the public code's ranking) ----------------
+
+def test_class_softmax_relation_scores_a_hand_computed_case():
+    from plugins.relation.class_softmax import ClassSoftmaxParams, make_class_softmax
+    rel = make_class_softmax(ClassSoftmaxParams(num_classes=2), text_dim=2, image_dim=2)
+    with torch.no_grad():
+        rel.classifier.weight.copy_(torch.eye(2))
+        rel.classifier.bias.zero_()
+    # logits = the vectors themselves: softmax(ln 3, 0) = (3/4, 1/4), softmax(0, 0) = (1/2, 1/2)
+    # softmax(0, ln 3) = (1/4, 3/4)
+    import math
+    text = torch.tensor([[math.log(3.0), 0.0]])
+    image = torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)], [math.log(3.0), 0.0]])
+    # cos((3,1), (1,1)) = 4 / (sqrt 10 sqrt 2); cos((3,1), (1,3)) = 6 / 10; cos with itself = 1
+    expected = torch.tensor([[4 / (10 ** 0.5 * 2 ** 0.5), 0.6, 1.0]])
+    assert torch.allclose(rel.score(text, image), expected, atol=1e-6)
+    # paired rows agree with the matrix's diagonal; emitting logits changes nothing (no squash)
+    assert torch.allclose(rel(text.repeat(3, 1), image), expected[0], atol=1e-6)
+    rel.emit_logits = True
+    assert torch.allclose(rel.score(text, image), expected, atol=1e-6)
+
+
+def test_class_softmax_relation_names_its_missing_class_count():
+    from plugins.relation.class_softmax import ClassSoftmaxParams, make_class_softmax
+    with pytest.raises(ConfigError, match="pipeline.relation.params.num_classes"):
+        make_class_softmax(ClassSoftmaxParams(), text_dim=4, image_dim=4)
+
+
+def _class_softmax_config(root: str, num_classes: int, **kw) -> dict:
+    cfg = fgcrossnet_config(root, **kw)
+    cfg["pipeline"]["relation"] = {"name": "class-softmax",
+                                   "params": {"num_classes": num_classes}}
+    return cfg
+
+
+def test_fgcrossnet_trains_the_class_softmax_relation_and_ranks_through_it(tmp_path):
+    root = write_features(tmp_path / "f.npz")  # 4 classes
+    fresh = Trainer(load_run_config(_class_softmax_config(root, 4)), tmp_path / "fresh")
+    assert "label" not in fresh.heads  # no classifier of the recipe's own
+    metrics = train_and_evaluate(load_run_config(_class_softmax_config(root, 4)),
+                                 tmp_path / "run")
+    assert metrics["avg"] > metrics["chance"] + 0.4
+    # the run's checkpoint holds the classifier the recipe trained (not its seeded start)
+    from daer_core.training import checkpoint
+    tensors, _, _ = checkpoint.read_checkpoint(tmp_path / "run", "final")
+    trained = tensors["model.relation.classifier.weight"]
+    assert not torch.allclose(trained, fresh.model.relation.classifier.weight)
+
+
+def test_fgcrossnet_rejects_a_class_softmax_relation_of_the_wrong_size(tmp_path):
+    root = write_features(tmp_path / "f.npz")  # 4 classes
+    with pytest.raises(ConfigError, match="num_classes = 3.*4 classes"):
+        Trainer(load_run_config(_class_softmax_config(root, 3)), tmp_path / "run")
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 def test_plugins_list_and_show_document_fgcrossnet(capsys):
