@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import re
 from pathlib import Path
@@ -125,7 +124,6 @@ def _read_csv(path: Path, text: str, problems: ProblemLog
         problems.add("malformed_row", "CSV header that cannot be parsed", [f"{path.name}:1"])
         return []
     out: list[tuple[str, dict[str, Any]]] = []
-    start = 1  # index in `lines` of the next line to read
     with _large_fields():
         _read_records(path, lines, header, out, problems)
     return out
