@@ -235,9 +235,11 @@ def main() -> int:
     ap.add_argument("--recall-queries", type=int, default=20)
     ap.add_argument("--candidates", type=int, nargs="+", default=[200, 1000, 4000])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--stage", choices=("all", "build", "refit", "serve"), default="all",
+    ap.add_argument("--stage", choices=("all", "build", "refit", "serve", "report"),
+                    default="all",
                     help="all: build, then serve in a fresh process; refit: refit the first "
-                    "stage of the built --index only (then run --stage serve)")
+                    "stage of the built --index only (then --stage serve, --stage report); "
+                    "report: print the figures build.json and serve.json hold")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)

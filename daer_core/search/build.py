@@ -53,8 +53,14 @@ def training_embeddings(loaded, *, fit_items: int = DEFAULT_FIT_ITEMS, seed: int
 
 
 #: gallery items (per side) the learned first stage is refined on at most: a seeded sample,
-#: so the refinement costs the same for 10^5 items as for 10^8
-REFINE_POOL = 50_000
+#: so the refinement costs the same for 10^6 items as for 10^8
+REFINE_POOL = 65_536
+#: past this many items a side the refinement mines from the whole :data:`REFINE_POOL` sample
+#: (one shared random draw a round keeps each step on the mined rows); up to it, from 4,096
+#: items a side, the setting the 2*10^4-item figures of docs/search.md were measured with. At
+#: 10^6 items, 4,096 items a side stand for ~250 gallery items each, too coarse for the
+#: order of a query's best few: recall@10 at 4,000 candidates 0.71 -> 0.85 (docs/search.md)
+LARGE_GALLERY = 100_000
 
 
 def _sample_rows(rows: torch.Tensor, limit: int, seed: int = 0) -> torch.Tensor:
@@ -83,11 +89,14 @@ def refine_on_gallery(index: GalleryIndex, text: torch.Tensor, image: torch.Tens
     t0 = time.perf_counter()
     if teacher is None:
         teacher = teacher_logits(index.scorer.model, text, image)
+    large = max(len(index.sides[side]) for side in pool) > LARGE_GALLERY
+    mining = ({"pool_items": REFINE_POOL, "shared_draw": True} if large
+              else {"pool_items": 4096, "shared_draw": False})
     refined = LearnedStage.fit(index.scorer, text, image, scores=teacher, start=stage, steps=0,
-                               pool=pool, seed=int(stage.settings.get("seed", 0)))
+                               pool=pool, seed=int(stage.settings.get("seed", 0)), **mining)
     counts = {side: int(len(v)) for side, v in pool.items()}
     index.replace_first_stage(refined, fit_note, details={
-        "gallery_refined": {"items": counts, "sample_limit": REFINE_POOL,
+        "gallery_refined": {"items": counts, "sample_limit": REFINE_POOL, **mining,
                             "seconds": round(time.perf_counter() - t0, 1)}})
     log.info("%s: first stage refined on %s gallery items in %.1f s", index.root,
              " + ".join(f"{n} {side}" for side, n in counts.items()), time.perf_counter() - t0)

@@ -73,7 +73,8 @@ class LearnedStage(FirstStage):
             scores: torch.Tensor | None = None,
             pool: dict[str, torch.Tensor] | None = None, pool_items: int = 4096,
             rounds: int = 6, mined: int = 64, drawn: int = 64,
-            pool_steps: int = 150, start: "LearnedStage | None" = None) -> "LearnedStage":
+            pool_steps: int = 150, shared_draw: bool = False,
+            start: "LearnedStage | None" = None) -> "LearnedStage":
         """``pool``: optional unlabelled item embeddings per side (e.g. the gallery's own
         items). After the fit on the training pairs, each training query's current top
         ``mined`` pool items (by the student) and ``drawn`` random ones are scored by the
@@ -83,6 +84,11 @@ class LearnedStage(FirstStage):
         benchmark model (docs/search.md) 2, 4 and 6 rounds gave recall@10 at 1 % of 0.907,
         0.960 and 0.975 text->image; 2 rounds of 300 steps matched 4 of 150, so it is the
         number of steps on mined sets that counts, not how often they are re-mined.
+
+        ``shared_draw``: one random draw of ``drawn`` pool items a round for every query
+        (instead of one per query), so each step runs the towers on the mined rows and a few
+        more rather than on ``queries x drawn`` random ones: what makes a pool of 65,536 items
+        affordable (the towers only ever run on the distinct rows of the sets).
 
         ``start``: continue from these towers instead of the bilinear fit (``rank`` and
         ``hidden`` are then theirs), e.g. to refine an index's stage on its gallery once the
@@ -138,7 +144,8 @@ class LearnedStage(FirstStage):
             mined_sets, loss = _fit_on_pool(
                 scorer, params, feats, (text_emb, image_emb), pool, log_p_rows, log_p_cols,
                 teacher, tau, spread, opt, gen, pool_items=pool_items, rounds=rounds,
-                mined=mined, drawn=drawn, steps=pool_steps, mse_weight=mse_weight)
+                mined=mined, drawn=drawn, steps=pool_steps, mse_weight=mse_weight,
+                shared_draw=shared_draw)
         towers = {side: {k: v.detach().numpy() for k, v in params[side].items()}
                   for side in params}
         settings = {"rank": int(params["text"]["lin"].shape[1]), "hidden": hidden,
@@ -201,7 +208,7 @@ def _teacher_sets(scorer: PairScorer, query_side: Side, q_emb: torch.Tensor,
 
 def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols, teacher,
                  tau, spread, opt, gen, *, pool_items, rounds, mined, drawn, steps,
-                 mse_weight) -> tuple[int, torch.Tensor | None]:
+                 mse_weight, shared_draw=False) -> tuple[int, torch.Tensor | None]:
     """Continue the fit with mined sets of pool items for the training queries; returns the
     number of (query, item) pairs the teacher scored and the last loss."""
     sides = [s for s in ("text", "image") if s in pool and len(pool[s])]
@@ -224,11 +231,17 @@ def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols,
                 iv = _tower(params[side], pool_f[side])
             n = len(iv)
             m = min(mined, n)
-            top = torch.topk(qv @ iv.T, m, dim=1).indices
-            rand = torch.randint(0, n, (len(qv), min(drawn, n)), generator=gen)
+            top = torch.cat([torch.topk(qv[a:a + 256] @ iv.T, m, dim=1).indices
+                             for a in range(0, len(qv), 256)])
+            if shared_draw:  # one random draw for every query: few distinct rows a step
+                rand = torch.randint(0, n, (1, min(drawn, n)), generator=gen).expand(len(qv), -1)
+            else:
+                rand = torch.randint(0, n, (len(qv), min(drawn, n)), generator=gen)
             sets = torch.cat([top, rand], dim=1)
             logits = _teacher_sets(scorer, q_side, q_emb[q_side], pool_emb[side], sets)
-            targets[side] = (sets, torch.log_softmax(logits / tau, dim=1), logits)
+            # the towers run on the distinct rows of the sets only, not the whole pool
+            rows, where = torch.unique(sets, return_inverse=True)
+            targets[side] = (rows, where, torch.log_softmax(logits / tau, dim=1), logits)
             count += sets.numel()
         with torch.enable_grad():
             for _ in range(steps):
@@ -238,9 +251,9 @@ def _fit_on_pool(scorer, params, feats, train_emb, pool, log_p_rows, log_p_cols,
                 loss = (-(log_p_rows.exp() * torch.log_softmax(s / tau, dim=1)).sum(1).mean()
                         - (log_p_cols.exp() * torch.log_softmax(s / tau, dim=0)).sum(0).mean()
                         + mse_weight * ((s - teacher) ** 2).mean() / spread ** 2)
-                for side, (sets, log_p, logits) in targets.items():
+                for side, (rows, where, log_p, logits) in targets.items():
                     q = u if side == "image" else v
-                    items = _tower(params[side], pool_f[side])[sets]       # (Q, m, r)
+                    items = _tower(params[side], pool_f[side][rows])[where]  # (Q, m, r)
                     st = (items * q[:, None, :]).sum(-1)
                     loss = loss - (log_p.exp() * torch.log_softmax(st / tau, dim=1)).sum(1).mean()
                     loss = loss + mse_weight * ((st - logits) ** 2).mean() / spread ** 2
