@@ -106,6 +106,11 @@ def test_refining_on_the_gallery_learns_the_order_among_its_own_items():
     assert after > before + 0.15, (before, after)       # measured 0.62 -> 0.85
     # the text tower saw no pool items but is still trained: it must stay usable
     assert np.isfinite(refined.item_vectors("text", queries)).all()
+    # one random draw shared by every query (large pools): it learns the order as well
+    shared = LearnedStage.fit(scorer, train_t, train_i, steps=0, seed=0, start=learned,
+                              pool={"image": items}, mined=16, drawn=16, pool_steps=50,
+                              shared_draw=True)
+    assert _recall(shared, queries, items, teacher, k, c) > before + 0.15
 
 
 def test_learned_stage_save_load_round_trip(loaded_run, built_index, tmp_path):
@@ -186,7 +191,14 @@ def test_gallery_refinement_is_recorded_and_follows_the_refine_setting(loaded_ru
                                   refine="always")
     assert report.already_indexed and calls == [80]
     again = GalleryIndex.open(out, loaded_run.model)
-    assert again.info["first_stage"]["gallery_refined"]["items"] == {"text": 80, "image": 80}
+    refined = again.info["first_stage"]["gallery_refined"]
+    assert refined["items"] == {"text": 80, "image": 80}
+    assert (refined["pool_items"], refined["shared_draw"]) == (4096, False)
+    # past build.LARGE_GALLERY items a side it mines a REFINE_POOL sample with shared draws
+    monkeypatch.setattr(build, "LARGE_GALLERY", 50)
+    index_gallery(loaded_run, source, out, show_progress=False, refine="always")
+    refined = GalleryIndex.open(out, loaded_run.model).info["first_stage"]["gallery_refined"]
+    assert (refined["pool_items"], refined["shared_draw"]) == (build.REFINE_POOL, True)
     # a stage that cannot be refined is refused by name
     from daer_core.errors import ConfigError
     halves = tmp_path / "halves"
