@@ -118,7 +118,10 @@ def _float(raw: str) -> float:
 def _parse(row: dict[str, str]) -> CellResult:
     values: dict[str, Any] = {}
     for name in COLUMNS:
-        raw = row.get(name, _OPTIONAL.get(name))
+        raw = row.get(name)
+        if name in _OPTIONAL and (raw is None or raw == ""):
+            # absent, or blank in a file that merged rows from before the column existed
+            raw = _OPTIONAL[name]
         if raw is None:
             raise ValueError(f"column {name!r} missing")
         values[name] = int(raw) if name in _INTS else _float(raw) if name in _FLOATS else raw

@@ -98,6 +98,22 @@ def test_partial_results_file_recomputes_only_the_damaged_cell(tmp_path, reg):
     assert len(read_rows(out)) == 3
 
 
+def test_rows_with_blank_later_columns_load_as_written_before_them():
+    """A results.csv merged from files of two versions leaves the later columns blank on the
+    older rows: they read as those rows did (category protocol, no tuning), not as damage."""
+    from daer_core.benchmark.results import COLUMNS, REQUIRED_COLUMNS, _parse
+    row = {c: "" for c in COLUMNS}
+    row.update(method="CCA", dataset="synth", run="0", seed="0", kind="baseline", i2t="0.3",
+               t2i="0.2", avg="0.25", chance="0.1", fit_seconds="1", peak_memory_mb="2",
+               n_train="10", n_eval="5", config_hash="abc", finished_at="2026-12-03T00:00:00")
+    assert all(row[c] for c in REQUIRED_COLUMNS)
+    cell = _parse(row)
+    assert (cell.protocol, cell.tune_trials, cell.avg) == ("category", 0, 0.25)
+    row["protocol"] = "sideways"                       # a value that is there is still checked
+    with pytest.raises(ValueError, match="sideways"):
+        _parse(row)
+
+
 def test_changed_params_recompute_only_that_method(tmp_path, reg, caplog):
     path = write_config(tmp_path)
     config, _ = load_benchmark_config(path)
