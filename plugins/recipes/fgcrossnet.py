@@ -206,7 +206,7 @@ def image_backbone(text: nn.Module) -> nn.Module | None:
 def relation_classifier(model: nn.Module) -> nn.Linear | None:
     """The classifier the run's relation ranks through (``class-softmax``), or None: the
     recipe then trains a classifier of its own, used for training only."""
-    relation = model.relation
+    relation = getattr(model, "relation", None)   # (recipe test models may have none)
     return relation.class_head() if isinstance(relation, TwoTowerRelation) else None
 
 
