@@ -146,12 +146,12 @@ class GalleryIndex:
     def _load_sides(self) -> None:
         """The rows of every complete job (from the column files when they are current, else
         from the shards) and the FAISS files."""
-        damaged = columns.current(self.info) and columns.damaged(self.root, self.info,
-                                                                  self.scorer)
+        use_columns = columns.current(self.info)
+        damaged = use_columns and columns.damaged(self.root, self.info, self.scorer)
         if damaged:
             log.warning("%s: %s; reading the shards instead (the next `daer index` run on "
                         "this folder writes the columns again)", self.root, damaged)
-        if columns.current(self.info) and not damaged:
+        if use_columns and not damaged:
             sides = columns.read(self.root, self.scorer, mmap=self.mmap)
         else:
             sides = read_sides(self.root, self.info, self.scorer)

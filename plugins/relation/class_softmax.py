@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from daer_core.errors import ConfigError, DimensionMismatchError
+from daer_core.errors import ConfigError
 from daer_core.interfaces import TwoTowerRelation
 from registry import Params
+
+from .two_tower import common_width
 
 
 class ClassSoftmaxParams(Params):
@@ -39,13 +41,8 @@ class ClassSoftmaxRelation(TwoTowerRelation):
 
     def __init__(self, num_classes: int, text_dim: int, image_dim: int):
         super().__init__()
-        if int(text_dim) != int(image_dim):
-            raise DimensionMismatchError(
-                f"relation 'class-softmax' classifies both media with one classifier, but the"
-                f" text encoder outputs {text_dim} and the image encoder {image_dim}; give both"
-                f" the same width with pipeline.text.encoder.params.out_dim and"
-                f" pipeline.image.encoder.params.out_dim")
-        self.in_dim = int(text_dim)
+        self.in_dim = common_width("class-softmax", text_dim, image_dim,
+                                   "classifies both media with one classifier")
         self.classifier = nn.Linear(self.in_dim, int(num_classes))
 
     def class_head(self) -> nn.Linear:

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from daer_core.errors import DimensionMismatchError
 from daer_core.interfaces import TwoTowerRelation
 from registry import Params
+
+from .two_tower import common_width
 
 
 class CosineParams(Params):
@@ -41,13 +42,8 @@ class CosineRelation(TwoTowerRelation):
 
     def __init__(self, params: CosineParams, text_dim: int, image_dim: int):
         super().__init__()
-        if int(text_dim) != int(image_dim):
-            raise DimensionMismatchError(
-                f"relation 'cosine' compares embeddings directly, but the text encoder outputs"
-                f" {text_dim} and the image encoder {image_dim}; give both the same width with"
-                f" pipeline.text.encoder.params.out_dim and pipeline.image.encoder.params.out_dim")
         self.params = params
-        self.in_dim = int(text_dim)
+        self.in_dim = common_width("cosine", text_dim, image_dim)
         scale = torch.tensor(float(params.scale)).log()
         bias = torch.tensor(float(params.bias))
         if params.mapping == "sigmoid" and params.learnable:

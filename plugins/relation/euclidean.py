@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from daer_core.errors import DimensionMismatchError
 from daer_core.interfaces import TwoTowerRelation
 from registry import Params
+
+from .two_tower import common_width
 
 
 class EuclideanParams(Params):
@@ -24,13 +25,7 @@ class EuclideanRelation(TwoTowerRelation):
 
     def __init__(self, text_dim: int, image_dim: int):
         super().__init__()
-        if int(text_dim) != int(image_dim):
-            raise DimensionMismatchError(
-                f"relation 'euclidean' compares embeddings directly, but the text encoder"
-                f" outputs {text_dim} and the image encoder {image_dim}; give both the same"
-                f" width with pipeline.text.encoder.params.out_dim and"
-                f" pipeline.image.encoder.params.out_dim")
-        self.in_dim = int(text_dim)
+        self.in_dim = common_width("euclidean", text_dim, image_dim)
 
     def _check(self, text: torch.Tensor, image: torch.Tensor) -> None:
         if text.shape[-1] != self.in_dim or image.shape[-1] != self.in_dim:

@@ -72,17 +72,22 @@ def test_add_then_search_finds_the_new_items(loaded_run, index_copy, capsys):
     assert code == 2 and "no index there" in err
 
 
+def add_twelve(capsys, loaded_run, index_copy) -> None:
+    """`daer index add` 12 more shapes pairs (ids ``more/...``) to the index copy."""
+    code, _, err = run_cli(capsys, "index", "add", str(loaded_run.run_dir), "--index",
+                           str(index_copy), "--gallery", "dataset:shapes:all",
+                           "--gallery-set", "num_pairs=12", "--gallery-set", "seed=78",
+                           "--id-prefix", "more/", "--device", "cpu", "--json")
+    assert code == 0, err
+
+
 def test_add_appends_to_the_columns_as_a_full_rewrite_would_write_them(loaded_run,
                                                                        index_copy, capsys):
     from daer_core.search import columns
     files = sorted((index_copy / "columns").iterdir())
     inodes = {p.name: p.stat().st_ino for p in files if p.suffix in (".npy", ".jsonl")
               and not p.name.endswith("offsets.npy")}
-    code, _, err = run_cli(capsys, "index", "add", str(loaded_run.run_dir), "--index",
-                           str(index_copy), "--gallery", "dataset:shapes:all",
-                           "--gallery-set", "num_pairs=12", "--gallery-set", "seed=78",
-                           "--id-prefix", "more/", "--device", "cpu", "--json")
-    assert code == 0, err
+    add_twelve(capsys, loaded_run, index_copy)
     # appended in place: the same files (a rewrite would have moved new ones into place)
     assert {n: (index_copy / "columns" / n).stat().st_ino for n in inodes} == inodes
     appended = GalleryIndex.open(index_copy, loaded_run.model, mmap=False)
@@ -105,11 +110,7 @@ def test_columns_not_as_recorded_are_rewritten_not_appended_to(loaded_run, index
                                                                   capsys):
     path = index_copy / "columns" / "image-embedding.npy"
     path.write_bytes(path.read_bytes()[:-4])            # a torn file: one float short
-    code, _, err = run_cli(capsys, "index", "add", str(loaded_run.run_dir), "--index",
-                           str(index_copy), "--gallery", "dataset:shapes:all",
-                           "--gallery-set", "num_pairs=12", "--gallery-set", "seed=78",
-                           "--id-prefix", "more/", "--device", "cpu", "--json")
-    assert code == 0, err
+    add_twelve(capsys, loaded_run, index_copy)
     index = GalleryIndex.open(index_copy, loaded_run.model)
     assert index.sides["image"].embedding.shape[0] == 92
     searcher = GallerySearcher(loaded_run.model, loaded_run.preprocess, index)
